@@ -1,0 +1,8 @@
+import type { Command } from '../command.js';
+import { XmcError } from '../../errors.js';
+
+// TEMPORARY: replaced by the real command in this same change.
+export const command: Command = {
+  help: 'usage: xmc eval',
+  async run() { throw new XmcError('xmc eval is not built yet'); },
+};
