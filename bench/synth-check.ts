@@ -161,7 +161,7 @@ async function main(): Promise<void> {
   }
   const models: [string, Scores][] = [['centroid (cosine)', evaluate(centroids)]];
   const meanLabels = testY.rows.slice(0, nTest).reduce((a, r) => a + r.length, 0) / nTest;
-  const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+  const pct = (v: number) => `${v > 0 && v < 0.001 ? (100 * v).toPrecision(2) : (100 * v).toFixed(1)}%`;
   console.log(`data: ${dir}: ${trainX.rows} train / ${testX.rows} test points (${nTest} evaluated), ${L} labels, ${D} features`);
   console.log(`chance (uniform label):        P@1 ${pct(meanLabels / L)}  P@5 ${pct(meanLabels / L)}`);
   console.log(`most frequent train labels:    P@1 ${pct(pop1 / nTest)}  P@5 ${pct(pop5 / (5 * nTest))}`);
