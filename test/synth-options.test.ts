@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { OptionError } from '../src/errors.js';
+import { NativeError, OptionError } from '../src/errors.js';
 import { generateSynthetic, SYNTH_FILES, type SynthProgress } from '../src/synth/index.js';
 import { main } from '../src/cli/main.js';
 
@@ -75,6 +75,16 @@ describe('synth - option validation', () => {
     const file = join(root, 'a-file');
     writeFileSync(file, '');
     expect((await optionErrorOf(generateSynthetic({ preset: 'tiny', outDir: file, force: true }))).option).toBe('--out');
+  });
+
+  it('a write failure rejects with NativeError naming the file and leaves nothing under a final name', async () => {
+    const dir = freshDir();
+    mkdirSync(join(dir, `${SYNTH_FILES.testLabels}.partial`), { recursive: true });  // a folder where a file must go
+    const err = await generateSynthetic({ preset: 'tiny', outDir: dir, force: true, threads: 2 }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(NativeError);
+    expect((err as Error).message).toMatch(/test\.labels\.txt\.partial: cannot open for writing/);
+    for (const name of Object.values(SYNTH_FILES)) expect(existsSync(join(dir, name)), name).toBe(false);
+    expect(readdirSync(dir)).toEqual([`${SYNTH_FILES.testLabels}.partial`]);  // the train .partial files were removed
   });
 
   it('reports progress, ending at all points', async () => {

@@ -310,7 +310,9 @@ export async function generateSynthetic(options: SynthOptions): Promise<SynthRes
   try {
     out = await pending;
   } catch (err) {
-    for (const k of dataKeys) rmSync(partial(files[k]), { force: true });
+    for (const k of dataKeys) {
+      try { rmSync(partial(files[k]), { force: true }); } catch { /* not ours to remove (e.g. a folder): leave it */ }
+    }
     throw new NativeError(`synthetic data generation failed: ${(err as Error).message}`, { cause: err });
   }
   for (const k of dataKeys) renameSync(partial(files[k]), files[k]);

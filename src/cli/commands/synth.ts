@@ -46,14 +46,14 @@ export const command: Command = {
     if (values.preset === undefined) throw new OptionError('--preset', `required: one of ${PRESET_NAMES.join(', ')}`);
     if (values.out === undefined) throw new OptionError('--out', 'required: the output folder');
     const seed = numberOption('--seed', values.seed, 1, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true });
-    const scale = numberOption('--scale', values.scale, 1, { min: Number.MIN_VALUE });
+    const scale = numberOption('--scale', values.scale, 1);  // > 0 and not too small: checked by generateSynthetic
     const dtype = choiceOption('--dtype', values.dtype, 'float16', SYNTH_DTYPES);
     const threads = values.threads === undefined ? undefined : numberOption('--threads', values.threads, 1, { min: 1, max: 1024, integer: true });
 
-    // Progress: one line every 5 s once a run has lasted 2 s (short runs stay silent).
+    // Progress: one line every 5 s (runs shorter than that stay silent).
     let lastPrinted = 0;
     const onProgress = values.quiet ? undefined : (p: SynthProgress) => {
-      if (p.elapsedSeconds < 2 || p.elapsedSeconds - lastPrinted < 5 || p.pointsDone === p.pointsTotal) return;
+      if (p.elapsedSeconds - lastPrinted < 5 || p.pointsDone === p.pointsTotal) return;
       lastPrinted = p.elapsedSeconds;
       const pct = ((100 * p.pointsDone) / p.pointsTotal).toFixed(1);
       process.stderr.write(`xmc synth: ${p.split} ${p.pointsDone}/${p.pointsTotal} points (${pct}%), ` +
