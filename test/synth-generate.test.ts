@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -49,6 +50,27 @@ describe('synth - determinism', () => {
     const rowBytes = 768 * 2;
     expect(train.bytes.subarray(train.dataOffset, train.dataOffset + rowBytes)
       .equals(test.bytes.subarray(test.dataOffset, test.dataOffset + rowBytes))).toBe(false);
+  });
+});
+
+describe('synth - reference output', () => {
+  // The bytes of `tiny`, seed 1, float16, as generated on the development machine
+  // (x86-64). The generator uses no libm and no FMA, so every machine must give
+  // the same bytes. A deliberate change of the output must bump kSynthVersion
+  // (native/cpu/synth.cc) and update these digests.
+  const expected: Record<string, string> = {
+    [SYNTH_FILES.trainFeatures]: '14b89c22819c6f1be9aadf043f86b95493fbedbd488d64fe3c70e0753cd56c13',
+    [SYNTH_FILES.trainLabels]: '5ad3b05c2e78d64492e0f9e07eacab196453ffbf647f3cfcb44fafe4ff9fc934',
+    [SYNTH_FILES.testFeatures]: '1b8f317e733abf341d4e3c35bec21dde14af0b5b3d8a115d82acabca323a9be2',
+    [SYNTH_FILES.testLabels]: '7468e74a1c3f49ed43a58738931c340ff10be77b2229b39af3ece72978b2584b',
+  };
+
+  it('generator version 1 reproduces the recorded SHA-256 of every data file', async () => {
+    const r = await generateSynthetic({ preset: 'tiny', outDir: freshDir(), seed: 1, dtype: 'float16', threads: 2 });
+    expect(r.meta.generatorVersion).toBe(1);
+    const got = Object.fromEntries(Object.keys(expected).map((name) =>
+      [name, createHash('sha256').update(readFileSync(join(r.outDir, name))).digest('hex')]));
+    expect(got).toEqual(expected);
   });
 });
 
