@@ -40,10 +40,15 @@
 
 namespace xmc::cpu {
 
-// Lets hot loops be compiled for AVX2/FMA as well as for the baseline, chosen
-// at load time (the project's CMake flags target plain x86-64).
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(XMC_NO_CLONES)
-#define XMC_CLONES __attribute__((target_clones("arch=haswell", "default")))
+// Lets hot loops be compiled for AVX2+FMA as well as for the baseline, chosen
+// at load time (the project's CMake flags target plain x86-64). The clone is
+// selected by CPU features: "arch=x86-64-v3" (GCC >= 12) means AVX2, FMA, BMI2
+// on any vendor, whereas "arch=haswell" would test for an Intel Haswell model
+// and leave AMD CPUs on the baseline code.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && !defined(XMC_NO_CLONES)
+#define XMC_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#elif defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(XMC_NO_CLONES)
+#define XMC_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define XMC_CLONES
 #endif
