@@ -10,24 +10,61 @@
 // are read/written elementwise (flat index), in parallel chunks. The bias
 // corrections are computed in double on the host side of the op.
 #include <cmath>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "backend.h"
 
 namespace xmc::cpu {
 namespace {
 
-// one_minus_b1/b2 come from double precision (as PyTorch's 1 - beta computed in
-// Python): 1 - float(0.999) would be off by 1.3e-5 relative.
-XMC_CLONES void adam_range(float* p, const float* g, float* m, float* v, int64_t n, float b1, float one_minus_b1,
-                           float b2, float one_minus_b2, float step_size, float inv_sqrt_bc2, float eps) {
-  for (int64_t i = 0; i < n; ++i) {
+// The update of elements [0, n). one_minus_b1/b2 come from double precision
+// (as PyTorch's 1 - beta computed in Python): 1 - float(0.999) would be off by
+// 1.3e-5 relative.
+struct AdamCoefficients {
+  float b1, one_minus_b1, b2, one_minus_b2, step_size, inv_sqrt_bc2, eps;
+};
+
+static void adam_scalar(float* p, const float* g, float* m, float* v, int64_t i, int64_t n, const AdamCoefficients& c) {
+  for (; i < n; ++i) {
     const float gi = g[i];
-    const float mi = b1 * m[i] + one_minus_b1 * gi;
-    const float vi = b2 * v[i] + one_minus_b2 * gi * gi;
+    const float mi = c.b1 * m[i] + c.one_minus_b1 * gi;
+    const float vi = c.b2 * v[i] + c.one_minus_b2 * gi * gi;
     m[i] = mi;
     v[i] = vi;
-    p[i] -= step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+    p[i] -= c.step_size * mi / (std::sqrt(vi) * c.inv_sqrt_bc2 + c.eps);
   }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// AVX2 version, chosen at run time: the compiler cannot vectorise the scalar
+// loop because std::sqrt may set errno (the build has no -fno-math-errno).
+__attribute__((target("avx2,fma"))) static void adam_avx2(float* p, const float* g, float* m, float* v, int64_t n,
+                                                         const AdamCoefficients& c) {
+  const __m256 b1 = _mm256_set1_ps(c.b1), c1 = _mm256_set1_ps(c.one_minus_b1), b2 = _mm256_set1_ps(c.b2),
+               c2 = _mm256_set1_ps(c.one_minus_b2), ss = _mm256_set1_ps(c.step_size),
+               ib = _mm256_set1_ps(c.inv_sqrt_bc2), eps = _mm256_set1_ps(c.eps);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gi = _mm256_loadu_ps(g + i);
+    const __m256 mi = _mm256_fmadd_ps(b1, _mm256_loadu_ps(m + i), _mm256_mul_ps(c1, gi));
+    const __m256 vi = _mm256_fmadd_ps(b2, _mm256_loadu_ps(v + i), _mm256_mul_ps(_mm256_mul_ps(c2, gi), gi));
+    _mm256_storeu_ps(m + i, mi);
+    _mm256_storeu_ps(v + i, vi);
+    const __m256 denom = _mm256_fmadd_ps(_mm256_sqrt_ps(vi), ib, eps);
+    _mm256_storeu_ps(p + i, _mm256_sub_ps(_mm256_loadu_ps(p + i), _mm256_div_ps(_mm256_mul_ps(ss, mi), denom)));
+  }
+  adam_scalar(p, g, m, v, i, n, c);
+}
+static const bool kHaveAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+
+static void adam_range(float* p, const float* g, float* m, float* v, int64_t n, const AdamCoefficients& c) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  if (kHaveAvx2) return adam_avx2(p, g, m, v, n, c);
+#endif
+  adam_scalar(p, g, m, v, 0, n, c);
 }
 
 Napi::Value Adam(const Napi::CallbackInfo& info) {
@@ -55,15 +92,15 @@ Napi::Value Adam(const Napi::CallbackInfo& info) {
   const double bc1 = 1.0 - std::pow(beta1, step), bc2 = 1.0 - std::pow(beta2, step);
   const float step_size = static_cast<float>(lr / bc1);
   const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
-  call.enqueue([pool = call.pool(), param, grad, m, v, b1 = static_cast<float>(beta1), c1 = static_cast<float>(1.0 - beta1),
-                b2 = static_cast<float>(beta2), c2 = static_cast<float>(1.0 - beta2), step_size, inv_sqrt_bc2,
-                e = static_cast<float>(eps)] {
+  const AdamCoefficients c{static_cast<float>(beta1), static_cast<float>(1.0 - beta1), static_cast<float>(beta2),
+                           static_cast<float>(1.0 - beta2), step_size, inv_sqrt_bc2, static_cast<float>(eps)};
+  call.enqueue([pool = call.pool(), param, grad, m, v, c] {
     float* p = param.data<float>();
     const float* g = grad.data<float>();
     float* mm = m.data<float>();
     float* vv = v.data<float>();
     pool->parallel_for(param.size, 1 << 14, [&](int64_t i0, int64_t i1, int) {
-      adam_range(p + i0, g + i0, mm + i0, vv + i0, i1 - i0, b1, c1, b2, c2, step_size, inv_sqrt_bc2, e);
+      adam_range(p + i0, g + i0, mm + i0, vv + i0, i1 - i0, c);
     });
   });
   return info.Env().Undefined();

@@ -2,6 +2,12 @@
 // the handling of the dX scatter races are described in rowsparse.h.
 #include "rowsparse.h"
 
+// v8 values only live inside inlined helpers: the note about their ABI when
+// passed to non-inlined functions does not apply.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 #include <algorithm>
 #include <cstring>
 
@@ -89,6 +95,8 @@ XMC_CLONES static void backward_tile(const RowSparse& rows, const float* xT, int
                                      int64_t la, int64_t lb, float* g, float* part, float* dW, float* dB) {
   for (int64_t b = 0; b < B; ++b) {
     const float* d = dOut + b * L;
+    // The next tile's part of this row: B rows a page apart defeat the hardware prefetcher.
+    for (int64_t l = lb; l < std::min(L, lb + kLabelTile); l += 16) __builtin_prefetch(d + l);
     for (int64_t l = la; l < lb; ++l) g[(l - la) * B + b] = d[l];
   }
   for (int64_t l = la; l < lb; ++l) {
@@ -193,6 +201,9 @@ void rowsparse_backward(ThreadPool& pool, const std::shared_ptr<Allocator>& allo
 int64_t first_out_of_range(ThreadPool& pool, const uint32_t* v, int64_t n, uint64_t limit) {
   std::atomic<int64_t> first{n};
   pool.parallel_for(n, 1 << 16, [&](int64_t b, int64_t e, int) {
+    uint32_t hi = 0;  // a branch-free max first (vectorised): the common case is "all valid"
+    for (int64_t i = b; i < e; ++i) hi = std::max(hi, v[i]);
+    if (hi < limit) return;
     for (int64_t i = b; i < e; ++i)
       if (v[i] >= limit) {
         int64_t cur = first.load();
