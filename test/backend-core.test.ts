@@ -94,6 +94,7 @@ describe('backend - argument checks at enqueue time', () => {
     expect(() => be.ffiBackward(f([2, 9]), f([10, 7]), u([10, 7]), f([2, 10]), null, f([10, 6]), f([10]))).toThrow('ffiBackward: argument dW must have shape [L, k] = [10, 7], got [10, 6]');
     expect(() => be.ffiForward(f([2, 9]), f([10, 7]), u([10, 3]), f([10]), f([2, 10]))).toThrow('ffiForward: argument idx must have shape [L, k] = [10, 7], got [10, 3]');
     expect(() => be.sparseForward(f([2, 9]), u([10]), u([30]), f([30]), f([10]), f([2, 10]))).toThrow('sparseForward: argument rowPtr must have shape [L + 1] = [11], got [10]');
+    expect(() => be.sparseBackward(f([2, 9]), u([11]), u([30]), f([30]), f([2, 10]), null, f([30]), f([10, 1]))).toThrow('sparseBackward: argument dB must have shape [L] = [*], got [10, 1]');
     expect(() => be.lossForward(f([4, 10]), u([4]), u([3]), f([4, 10]))).toThrow('lossForward: argument labelPtr must have shape [B + 1] = [5], got [4]');
     expect(() => be.reluBackward(f([3]), f([3]), f([4]))).toThrow('reluBackward: argument dX must have the shape of out [3], got [4]');
     expect(() => be.denseTopK(f([2, 3]), f([5, 4]), f([5]), 2)).toThrow('denseTopK: argument W must have shape [L, I] = [*, 3], got [5, 4]');

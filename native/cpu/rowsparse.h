@@ -68,8 +68,9 @@ void validate_ffi_idx(ThreadPool& pool, const Tensor& idx, int64_t k, int64_t I)
 
 // Checks rowPtr [L+1] index, col [nnz] index, W [nnz] float32, b [L] float32; returns {L, nnz}.
 // L comes from b when given, otherwise from rowPtr.
+// b_name names the [L] tensor in messages (e.g. "dB" in the backward).
 std::pair<int64_t, int64_t> check_csr_layer(const OpCall& call, const Tensor& rowPtr, const Tensor& col, const Tensor& W,
-                                            const Tensor* b);
+                                            const Tensor* b, const char* b_name = "b");
 // Run time: rowPtr[0] = 0, non-decreasing, rowPtr[L] = nnz, every col < I; else OpError.
 void validate_csr(ThreadPool& pool, const Tensor& rowPtr, int64_t L, const Tensor& col, int64_t nnz, int64_t I);
 

@@ -21,14 +21,14 @@
 namespace xmc::cpu {
 
 std::pair<int64_t, int64_t> check_csr_layer(const OpCall& call, const Tensor& rowPtr, const Tensor& col, const Tensor& W,
-                                            const Tensor* b) {
+                                            const Tensor* b, const char* b_name) {
   call.expect_index_dtype(rowPtr, "rowPtr");
   call.expect_shape(rowPtr, "rowPtr", {-1}, "[L + 1]");
   if (rowPtr.size < 1) call.range_error("argument rowPtr must have L + 1 >= 1 entries, got 0");
   int64_t L = rowPtr.size - 1;
   if (b) {
-    call.expect_dtype(*b, "b", DType::Float32);
-    call.expect_shape(*b, "b", {-1}, "[L]");
+    call.expect_dtype(*b, b_name, DType::Float32);
+    call.expect_shape(*b, b_name, {-1}, "[L]");
     L = b->dim(0);
     call.expect_shape(rowPtr, "rowPtr", {L + 1}, "[L + 1]");
   }
@@ -92,7 +92,7 @@ Napi::Value SparseBackward(const Napi::CallbackInfo& info) {
   call.expect_dtype(x, "x", DType::Float32);
   call.expect_shape(x, "x", {-1, -1}, "[B, I]");
   const int64_t B = x.dim(0), I = x.dim(1);
-  auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &dB);
+  auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &dB, "dB");
   call.expect_dtype(dOut, "dOut", DType::Float32);
   call.expect_shape(dOut, "dOut", {B, L}, "[B, L]");
   if (dX) {
