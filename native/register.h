@@ -8,6 +8,15 @@
 namespace xmc {
 
 void register_synth(Napi::Env env, Napi::Object exports);
+// CPU reference backend (native/cpu/*.cc, see docs/BACKEND.md).
+void register_backend(Napi::Env env, Napi::Object exports);  // CpuBackend, CpuTensor
+void register_dense(Napi::Env env, Napi::Object exports);    // denseForward/Backward, relu*, dropout
+void register_ffi(Napi::Env env, Napi::Object exports);      // ffiForward/Backward
+void register_sparse(Napi::Env env, Napi::Object exports);   // sparseForward/Backward (CSR)
+void register_loss(Napi::Env env, Napi::Object exports);     // lossForward
+void register_adam(Napi::Env env, Napi::Object exports);     // adam
+void register_rewire(Napi::Env env, Napi::Object exports);   // rewireFfi, rewireSparse
+void register_topk(Napi::Env env, Napi::Object exports);     // topK, denseTopK, ffiTopK, sparseTopK
 void register_all(Napi::Env env, Napi::Object exports);
 
 }  // namespace xmc

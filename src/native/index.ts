@@ -72,3 +72,23 @@ export function requireCuda(): CudaInfo {
   }
   return cuda;
 }
+
+// The compute backend (tensors and ops): see backend.ts and docs/BACKEND.md.
+export { createBackend } from './backend.js';
+export type {
+  AdamOptions,
+  Backend,
+  BackendKind,
+  BackendOptions,
+  DType,
+  FloatTensor,
+  IndexTensor,
+  LossKind,
+  LossOptions,
+  MemoryStats,
+  RewireOptions,
+  Tensor,
+  TopKOptions,
+  TopKResult,
+  TypedArrayOf,
+} from './backend.js';

@@ -1,0 +1,828 @@
+// CPU reference backend: allocator, thread pool, the stream (Device) and the
+// two JS classes, CpuBackend and CpuTensor. The execution model is described
+// in backend.h and docs/BACKEND.md; the op families live in the other files of
+// this folder and reach the stream through OpCall.
+//
+// JS surface (wrapped by src/native/cpu-backend.ts):
+//   new CpuBackend({threads?})
+//     .tensor(dtype, shape)        -> CpuTensor, contents poisoned (0xFF bytes: NaN / -1 / 0xFFFFFFFF)
+//     .fromArray(typedArray, shape?) -> CpuTensor, a copy
+//     .sync()                      -> Promise<void>, after everything enqueued before it
+//     .memoryStats()               -> {currentBytes, peakBytes, liveAllocations}
+//     .resetPeakMemory(), .threads
+//   addon.fill(backend, t, value), addon.copy(backend, src, dst)   (queued)
+//   CpuTensor: .dtype .shape .size .disposed, .read() -> Promise<TypedArray>,
+//     .write(typedArray) (enqueued), .dispose()
+#include "backend.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+
+#include "register.h"
+
+namespace xmc::cpu {
+
+const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::Float32: return "float32";
+    case DType::Int32: return "int32";
+    case DType::Uint32: return "uint32";
+  }
+  return "?";
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += shape[i] < 0 ? std::string("*") : std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+// ---------------------------------------------------------------------------
+// Allocator / Buffer
+
+static size_t round_up_64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+void* Allocator::allocate(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  size_t rounded = round_up_64(bytes);
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) throw std::bad_alloc();
+  int64_t now = current_.fetch_add(static_cast<int64_t>(rounded)) + static_cast<int64_t>(rounded);
+  int64_t peak = peak_.load();
+  while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+  }
+  live_.fetch_add(1);
+  return p;
+}
+
+void Allocator::release(void* p, size_t bytes) {
+  if (!p) return;
+  std::free(p);
+  current_.fetch_sub(static_cast<int64_t>(round_up_64(bytes)));
+  live_.fetch_sub(1);
+}
+
+Buffer::Buffer(std::shared_ptr<Allocator> allocator, size_t bytes) : allocator_(std::move(allocator)), bytes_(bytes) {
+  data_ = allocator_->allocate(bytes);
+}
+
+Buffer::~Buffer() { allocator_->release(data_, bytes_); }
+
+// ---------------------------------------------------------------------------
+// ThreadPool
+
+ThreadPool::ThreadPool(int threads) : size_(std::max(1, threads)) {
+  for (int t = 1; t < size_; ++t) threads_.emplace_back([this, t] { loop(t); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void ThreadPool::loop(int tid) {
+  uint64_t seen = 0;
+  for (;;) {
+    const std::function<void(int)>* job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      job = job_;
+    }
+    std::exception_ptr err;
+    try {
+      (*job)(tid);
+    } catch (...) {
+      err = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (err && !error_) error_ = err;
+    if (--remaining_ == 0) done_.notify_one();
+  }
+}
+
+void ThreadPool::run(const std::function<void(int)>& fn) {
+  if (size_ == 1) {
+    fn(0);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    job_ = &fn;
+    remaining_ = size_ - 1;
+    error_ = nullptr;
+    ++generation_;
+  }
+  wake_.notify_all();
+  std::exception_ptr err;
+  try {
+    fn(0);
+  } catch (...) {
+    err = std::current_exception();
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  done_.wait(lock, [&] { return remaining_ == 0; });
+  if (!err) err = error_;
+  error_ = nullptr;
+  job_ = nullptr;
+  lock.unlock();
+  if (err) std::rethrow_exception(err);
+}
+
+void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  if (size_ == 1 || n <= grain) {
+    fn(0, n, 0);
+    return;
+  }
+  int64_t chunk = std::max<int64_t>(grain, (n + size_ * 8 - 1) / (size_ * 8));
+  std::atomic<int64_t> next{0};
+  run([&](int tid) {
+    for (;;) {
+      int64_t begin = next.fetch_add(chunk);
+      if (begin >= n) break;
+      fn(begin, std::min(n, begin + chunk), tid);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Device (the stream)
+
+static std::atomic<uint64_t> g_next_device_id{1};
+static std::once_flag g_blas_once;
+
+Device::Device(Napi::Env env, int threads)
+    : id_(g_next_device_id.fetch_add(1)), env_(env), allocator_(std::make_shared<Allocator>()), pool_(threads) {
+  // Parallelism comes from our pool: each pool thread runs its own slice of a
+  // product as a single-threaded OpenBLAS call (parallel_sgemm), so OpenBLAS's
+  // own threads must not compete with ours. This is process-wide.
+  std::call_once(g_blas_once, [] { openblas_set_num_threads(1); });
+  tsfn_ = Tsfn::New(env, "xmc-cpu-backend", 0, 1, this);
+  tsfn_.Unref(env);  // referenced only while promises are pending
+  if (napi_add_env_cleanup_hook(env, cleanup_hook, this) == napi_ok) hook_registered_ = true;
+  worker_ = std::thread([this] { worker_loop(); });
+}
+
+Device::~Device() {
+  shutdown();
+  if (hook_registered_) napi_remove_env_cleanup_hook(env_, cleanup_hook, this);
+}
+
+void Device::cleanup_hook(void* arg) {
+  auto* device = static_cast<Device*>(arg);
+  device->hook_registered_ = false;
+  device->shutdown();
+}
+
+void Device::shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  tsfn_.Abort();
+}
+
+Tensor Device::allocate(DType dtype, std::vector<int64_t> shape) {
+  Tensor t;
+  t.dtype = dtype;
+  t.size = 1;
+  for (int64_t d : shape) t.size *= d;
+  t.shape = std::move(shape);
+  try {
+    t.buffer = std::make_shared<Buffer>(allocator_, t.bytes());
+  } catch (const std::bad_alloc&) {
+    throw Napi::RangeError::New(Napi::Env(env_), "out of memory allocating a " + std::string(dtype_name(dtype)) +
+                                                     " tensor of shape " + shape_string(t.shape) + " (" +
+                                                     std::to_string(t.bytes()) + " bytes)");
+  }
+  return t;
+}
+
+void Device::enqueue(const char* op, std::function<void()> run) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) throw Napi::Error::New(Napi::Env(env_), std::string(op) + ": the backend has been shut down");
+    queue_.push_back(Task{op, std::move(run), 0});
+  }
+  cv_.notify_one();
+}
+
+Napi::Promise Device::enqueue_settled(Napi::Env env, const char* op, std::function<void()> run, MakeValue make_value) {
+  if (shut_down_) throw Napi::Error::New(env, std::string(op) + ": the backend has been shut down");
+  auto deferred = Napi::Promise::Deferred::New(env);
+  uint64_t id = next_completion_++;
+  if (pending_.empty()) {
+    tsfn_.Ref(env);  // keep the event loop alive until the promise settles
+    self_ = shared_from_this();
+  }
+  pending_.emplace(id, Pending{deferred, std::move(make_value)});
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(Task{op, std::move(run), id});
+  }
+  cv_.notify_one();
+  return deferred.Promise();
+}
+
+void Device::worker_loop() {
+  for (;;) {
+    Task task;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      task = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    std::string error;
+    if (!sticky_error_.empty()) {
+      // An earlier op failed: skip this one; a promise-bearing task reports it.
+      if (task.completion) {
+        error = sticky_error_ + " (reported by " + task.op + "; the ops enqueued after the failing one were skipped)";
+        sticky_error_.clear();
+      }
+    } else {
+      try {
+        task.run();
+      } catch (const std::bad_alloc&) {
+        error = std::string(task.op) + ": out of memory";
+      } catch (const std::exception& e) {
+        error = std::string(task.op) + ": " + e.what();
+      } catch (...) {
+        error = std::string(task.op) + ": unknown native error";
+      }
+      if (!error.empty() && !task.completion) {
+        sticky_error_ = std::move(error);
+        error.clear();
+      }
+    }
+    task.run = nullptr;  // drop the op's tensors now
+    if (task.completion) {
+      auto* done = new Completion{task.completion, std::move(error)};
+      if (tsfn_.NonBlockingCall(done) != napi_ok) delete done;
+    }
+  }
+}
+
+void Device::on_completion(Napi::Env env, Napi::Function, Device* device, Completion* done) {
+  std::unique_ptr<Completion> owned(done);
+  if (env == nullptr || device == nullptr) return;  // torn down: nothing to settle
+  auto it = device->pending_.find(done->id);
+  if (it == device->pending_.end()) return;
+  Pending pending = std::move(it->second);
+  device->pending_.erase(it);
+  std::shared_ptr<Device> hold;  // declared after `pending`: destroyed first
+  if (device->pending_.empty()) {
+    device->tsfn_.Unref(env);
+    hold = std::move(device->self_);
+  }
+  try {
+    if (done->error.empty()) {
+      pending.deferred.Resolve(pending.make_value ? pending.make_value(env) : env.Undefined());
+    } else {
+      pending.deferred.Reject(Napi::Error::New(env, done->error).Value());
+    }
+  } catch (const Napi::Error& e) {
+    pending.deferred.Reject(e.Value());
+  }
+  // `hold` may destroy the device when this returns; nothing touches it after.
+}
+
+// ---------------------------------------------------------------------------
+// Shared numeric helpers
+
+void parallel_sgemm(ThreadPool& pool, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (M > INT_MAX || N > INT_MAX || K > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX)
+    throw OpError("matrix dimension above 2^31-1 is not supported by BLAS");
+  if (K <= 0) {  // C = beta * C
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
+  const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+  const bool split_n = N >= M;
+  const int64_t extent = split_n ? N : M;
+  // Parts of at least 32 rows/columns, boundaries on multiples of 16.
+  const int parts = static_cast<int>(std::min<int64_t>(pool.size(), std::max<int64_t>(1, extent / 32)));
+  auto boundary = [&](int p) -> int64_t {
+    if (p >= parts) return extent;
+    return std::min(extent, (extent * p / parts) / 16 * 16);
+  };
+  auto slice = [&](int64_t b, int64_t e) {
+    if (e <= b) return;
+    if (split_n) {
+      const float* Bs = trans_b ? B + b * ldb : B + b;
+      cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)(e - b), (int)K, alpha, A, (int)lda, Bs, (int)ldb, beta, C + b,
+                  (int)ldc);
+    } else {
+      const float* As = trans_a ? A + b : A + b * lda;
+      cblas_sgemm(CblasRowMajor, ta, tb, (int)(e - b), (int)N, (int)K, alpha, As, (int)lda, B, (int)ldb, beta,
+                  C + b * ldc, (int)ldc);
+    }
+  };
+  if (parts == 1) {
+    slice(0, extent);
+    return;
+  }
+  pool.run([&](int tid) {
+    if (tid < parts) slice(boundary(tid), boundary(tid + 1));
+  });
+}
+
+void transpose(ThreadPool& pool, const float* x, int64_t rows, int64_t cols, float* xT) {
+  if (rows == 1 || cols == 1) {
+    std::memcpy(xT, x, sizeof(float) * rows * cols);
+    return;
+  }
+  constexpr int64_t TILE = 32;
+  const int64_t col_tiles = (cols + TILE - 1) / TILE;
+  pool.parallel_for(col_tiles, 1, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t ct = t0; ct < t1; ++ct) {
+      const int64_t c0 = ct * TILE, c1 = std::min(cols, c0 + TILE);
+      for (int64_t r0 = 0; r0 < rows; r0 += TILE) {
+        const int64_t r1 = std::min(rows, r0 + TILE);
+        for (int64_t c = c0; c < c1; ++c)
+          for (int64_t r = r0; r < r1; ++r) xT[c * rows + r] = x[r * cols + c];
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// JS classes
+
+namespace {
+
+struct EnvClasses {
+  Napi::FunctionReference backend, tensor;
+};
+std::mutex g_classes_mu;
+std::unordered_map<napi_env, EnvClasses*> g_classes;
+
+EnvClasses& classes(napi_env env) {
+  std::lock_guard<std::mutex> lock(g_classes_mu);
+  return *g_classes.at(env);
+}
+
+DType parse_dtype(Napi::Env env, const Napi::Value& v, const char* where) {
+  if (v.IsString()) {
+    std::string s = v.As<Napi::String>().Utf8Value();
+    if (s == "float32") return DType::Float32;
+    if (s == "int32") return DType::Int32;
+    if (s == "uint32") return DType::Uint32;
+  }
+  throw Napi::TypeError::New(env, std::string(where) + ": dtype must be 'float32', 'int32' or 'uint32'");
+}
+
+std::vector<int64_t> parse_shape(Napi::Env env, const Napi::Value& v, const char* where) {
+  if (!v.IsArray()) throw Napi::TypeError::New(env, std::string(where) + ": shape must be an array of dimensions");
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() > 8) throw Napi::RangeError::New(env, std::string(where) + ": shape has more than 8 dimensions");
+  std::vector<int64_t> shape;
+  double total = 1;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value d = a.Get(i);
+    double x = d.IsNumber() ? d.As<Napi::Number>().DoubleValue() : -1;
+    if (!(x >= 0) || x != std::floor(x) || x > 4294967295.0)
+      throw Napi::RangeError::New(env, std::string(where) + ": shape[" + std::to_string(i) +
+                                           "] must be an integer in [0, 2^32), got " + d.ToString().Utf8Value());
+    shape.push_back(static_cast<int64_t>(x));
+    total *= x;
+  }
+  if (total > 1099511627776.0) throw Napi::RangeError::New(env, std::string(where) + ": tensor has more than 2^40 elements");
+  return shape;
+}
+
+}  // namespace
+
+Napi::Value typed_array_for(Napi::Env env, DType dtype, Napi::ArrayBuffer ab, size_t length) {
+  switch (dtype) {
+    case DType::Float32: return Napi::Float32Array::New(env, length, ab, 0);
+    case DType::Int32: return Napi::Int32Array::New(env, length, ab, 0);
+    case DType::Uint32: return Napi::Uint32Array::New(env, length, ab, 0);
+  }
+  return env.Undefined();
+}
+
+class CpuTensor : public Napi::ObjectWrap<CpuTensor> {
+ public:
+  struct Init {
+    std::shared_ptr<Device> device;
+    Tensor tensor;
+  };
+
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "CpuTensor",
+                       {
+                           InstanceAccessor<&CpuTensor::GetDtype>("dtype"),
+                           InstanceAccessor<&CpuTensor::GetShape>("shape"),
+                           InstanceAccessor<&CpuTensor::GetSize>("size"),
+                           InstanceAccessor<&CpuTensor::GetDisposed>("disposed"),
+                           InstanceMethod<&CpuTensor::Read>("read"),
+                           InstanceMethod<&CpuTensor::Write>("write"),
+                           InstanceMethod<&CpuTensor::Dispose>("dispose"),
+                       });
+  }
+
+  static Napi::Object Create(Napi::Env env, std::shared_ptr<Device> device, Tensor tensor) {
+    Init init{std::move(device), std::move(tensor)};
+    return classes(env).tensor.New({Napi::External<Init>::New(env, &init)});
+  }
+
+  explicit CpuTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CpuTensor>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal())
+      throw Napi::TypeError::New(info.Env(), "CpuTensor cannot be constructed directly: use backend.tensor() or backend.fromArray()");
+    Init* init = info[0].As<Napi::External<Init>>().Data();
+    device_ = init->device;
+    tensor_ = init->tensor;
+  }
+
+  const std::shared_ptr<Device>& device() const { return device_; }
+  const std::optional<Tensor>& tensor() const { return tensor_; }
+
+ private:
+  const Tensor& live(const Napi::Env& env, const char* what) const {
+    if (!tensor_) throw Napi::Error::New(env, std::string("tensor.") + what + ": the tensor was disposed");
+    return *tensor_;
+  }
+
+  Napi::Value GetDtype(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), tensor_ ? dtype_name(tensor_->dtype) : "disposed");
+  }
+  Napi::Value GetShape(const Napi::CallbackInfo& info) {
+    Napi::Array a = Napi::Array::New(info.Env());
+    if (tensor_)
+      for (size_t i = 0; i < tensor_->shape.size(); ++i) a.Set(i, Napi::Number::New(info.Env(), (double)tensor_->shape[i]));
+    return a;
+  }
+  Napi::Value GetSize(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), tensor_ ? (double)tensor_->size : 0);
+  }
+  Napi::Value GetDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !tensor_); }
+
+  // read(): Promise<TypedArray>, a copy taken after every op enqueued before it.
+  Napi::Value Read(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Tensor t = live(env, "read");
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, t.bytes());
+    void* dst = ab.Data();
+    auto ref = std::make_shared<Napi::Reference<Napi::ArrayBuffer>>(Napi::Persistent(ab));
+    return device_->enqueue_settled(
+        env, "read",
+        [t, dst] {
+          if (t.bytes()) std::memcpy(dst, t.buffer->data(), t.bytes());
+        },
+        [ref, dtype = t.dtype, size = t.size](Napi::Env e) {
+          return typed_array_for(e, dtype, ref->Value(), static_cast<size_t>(size));
+        });
+  }
+
+  // write(typedArray): copies the array now (into a staging block) and into the
+  // tensor in queue order, so ops enqueued earlier still see the old contents.
+  Napi::Value Write(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const Tensor& t = live(env, "write");
+    if (info.Length() < 1 || !info[0].IsTypedArray())
+      throw Napi::TypeError::New(env, "tensor.write: expected a typed array");
+    Napi::TypedArray src = info[0].As<Napi::TypedArray>();
+    napi_typedarray_type want = t.dtype == DType::Float32 ? napi_float32_array
+                                : t.dtype == DType::Int32 ? napi_int32_array
+                                                          : napi_uint32_array;
+    if (src.TypedArrayType() != want)
+      throw Napi::TypeError::New(env, std::string("tensor.write: a ") + dtype_name(t.dtype) + " tensor needs a " +
+                                          (t.dtype == DType::Float32 ? "Float32Array" : t.dtype == DType::Int32 ? "Int32Array" : "Uint32Array"));
+    if ((int64_t)src.ElementLength() != t.size)
+      throw Napi::RangeError::New(env, "tensor.write: the array has " + std::to_string(src.ElementLength()) +
+                                           " elements, the tensor " + shape_string(t.shape) + " has " + std::to_string(t.size));
+    std::shared_ptr<Buffer> staging;
+    try {
+      staging = std::make_shared<Buffer>(device_->allocator(), t.bytes());
+    } catch (const std::bad_alloc&) {
+      throw Napi::RangeError::New(env, "tensor.write: out of memory for the staging copy");
+    }
+    if (t.bytes())
+      std::memcpy(staging->data(), static_cast<const uint8_t*>(src.ArrayBuffer().Data()) + src.ByteOffset(), t.bytes());
+    device_->enqueue("write", [t, staging] {
+      if (t.bytes()) std::memcpy(t.buffer->data(), staging->data(), t.bytes());
+    });
+    return env.Undefined();
+  }
+
+  // dispose(): drops this object's share of the memory now (queued ops keep theirs).
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    tensor_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<Device> device_;
+  std::optional<Tensor> tensor_;
+};
+
+class CpuBackend : public Napi::ObjectWrap<CpuBackend> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "CpuBackend",
+                       {
+                           InstanceMethod<&CpuBackend::NewTensor>("tensor"),
+                           InstanceMethod<&CpuBackend::FromArray>("fromArray"),
+                           InstanceMethod<&CpuBackend::Sync>("sync"),
+                           InstanceMethod<&CpuBackend::MemoryStats>("memoryStats"),
+                           InstanceMethod<&CpuBackend::ResetPeakMemory>("resetPeakMemory"),
+                           InstanceAccessor<&CpuBackend::GetThreads>("threads"),
+                       });
+  }
+
+  explicit CpuBackend(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CpuBackend>(info) {
+    Napi::Env env = info.Env();
+    int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    if (info.Length() > 0 && info[0].IsObject()) {
+      Napi::Value v = info[0].As<Napi::Object>().Get("threads");
+      if (!v.IsUndefined()) {
+        double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+        if (!(x >= 1 && x <= 1024 && x == std::floor(x)))
+          throw Napi::RangeError::New(env, "CpuBackend: option threads must be an integer in [1, 1024], got " + v.ToString().Utf8Value());
+        threads = static_cast<int>(x);
+      }
+    }
+    device_ = std::make_shared<Device>(env, threads);
+  }
+
+  const std::shared_ptr<Device>& device() const { return device_; }
+
+ private:
+  Napi::Value NewTensor(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    DType dtype = parse_dtype(env, info[0], "backend.tensor");
+    Tensor t = device_->allocate(dtype, parse_shape(env, info[1], "backend.tensor"));
+    // Poison in queue order so that reading before writing shows NaN / -1.
+    device_->enqueue("tensor", [t] {
+      if (t.bytes()) std::memset(t.buffer->data(), 0xFF, t.bytes());
+    });
+    return CpuTensor::Create(env, device_, std::move(t));
+  }
+
+  Napi::Value FromArray(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray())
+      throw Napi::TypeError::New(env, "backend.fromArray: expected a Float32Array, Int32Array or Uint32Array");
+    Napi::TypedArray src = info[0].As<Napi::TypedArray>();
+    DType dtype;
+    switch (src.TypedArrayType()) {
+      case napi_float32_array: dtype = DType::Float32; break;
+      case napi_int32_array: dtype = DType::Int32; break;
+      case napi_uint32_array: dtype = DType::Uint32; break;
+      default: throw Napi::TypeError::New(env, "backend.fromArray: expected a Float32Array, Int32Array or Uint32Array");
+    }
+    std::vector<int64_t> shape;
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      shape = parse_shape(env, info[1], "backend.fromArray");
+    } else {
+      shape = {static_cast<int64_t>(src.ElementLength())};
+    }
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    if (n != static_cast<int64_t>(src.ElementLength()))
+      throw Napi::RangeError::New(env, "backend.fromArray: shape " + shape_string(shape) + " holds " + std::to_string(n) +
+                                           " elements but the array has " + std::to_string(src.ElementLength()));
+    Tensor t = device_->allocate(dtype, std::move(shape));
+    // A fresh buffer that no queued op can see yet: copy right away.
+    if (t.bytes())
+      std::memcpy(t.buffer->data(), static_cast<const uint8_t*>(src.ArrayBuffer().Data()) + src.ByteOffset(), t.bytes());
+    return CpuTensor::Create(env, device_, std::move(t));
+  }
+
+  Napi::Value Sync(const Napi::CallbackInfo& info) {
+    return device_->enqueue_settled(info.Env(), "sync", [] {}, nullptr);
+  }
+
+  Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("currentBytes", (double)device_->allocator()->current_bytes());
+    o.Set("peakBytes", (double)device_->allocator()->peak_bytes());
+    o.Set("liveAllocations", (double)device_->allocator()->live_allocations());
+    return o;
+  }
+
+  Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info) {
+    device_->allocator()->reset_peak();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), device_->threads()); }
+
+  std::shared_ptr<Device> device_;
+};
+
+// ---------------------------------------------------------------------------
+// OpCall
+
+OpCall::OpCall(const Napi::CallbackInfo& info, const char* op) : info_(info), op_(op) {
+  Napi::Env env = info.Env();
+  Napi::Value b = info.Length() > 0 ? info[0] : env.Undefined();
+  if (!b.IsObject() || !b.As<Napi::Object>().InstanceOf(classes(env).backend.Value()))
+    throw Napi::TypeError::New(env, std::string(op) + ": the first argument must be a CpuBackend");
+  device_ = CpuBackend::Unwrap(b.As<Napi::Object>())->device();
+}
+
+void OpCall::type_error(const std::string& what) const {
+  throw Napi::TypeError::New(env(), std::string(op_) + ": " + what);
+}
+
+void OpCall::range_error(const std::string& what) const {
+  throw Napi::RangeError::New(env(), std::string(op_) + ": " + what);
+}
+
+Tensor OpCall::tensor(size_t index, const char* name) const {
+  Napi::Value v = index < info_.Length() ? info_[index] : env().Undefined();
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(classes(env()).tensor.Value()))
+    type_error(std::string("argument ") + name + " must be a tensor, got " +
+               (v.IsNull() ? "null" : v.IsUndefined() ? "undefined" : v.IsObject() ? "another object" : v.ToString().Utf8Value()));
+  CpuTensor* t = CpuTensor::Unwrap(v.As<Napi::Object>());
+  if (t->device() != device_) type_error(std::string("argument ") + name + " is a tensor of another backend");
+  if (!t->tensor()) type_error(std::string("argument ") + name + " was disposed");
+  return *t->tensor();
+}
+
+std::optional<Tensor> OpCall::optional_tensor(size_t index, const char* name) const {
+  if (index >= info_.Length() || info_[index].IsNull() || info_[index].IsUndefined()) return std::nullopt;
+  return tensor(index, name);
+}
+
+Napi::Object OpCall::options(size_t index) const {
+  if (index >= info_.Length() || info_[index].IsUndefined()) return Napi::Object::New(env());
+  if (!info_[index].IsObject()) type_error("options must be an object");
+  return info_[index].As<Napi::Object>();
+}
+
+static std::string number_text(double x) {
+  std::ostringstream s;
+  s << x;
+  return s.str();
+}
+
+double OpCall::number(size_t index, const char* name, double lo, double hi, bool integer) const {
+  Napi::Value v = index < info_.Length() ? info_[index] : env().Undefined();
+  if (!v.IsNumber()) type_error(std::string("argument ") + name + " must be a number, got " + v.ToString().Utf8Value());
+  double x = v.As<Napi::Number>().DoubleValue();
+  if (!(x >= lo && x <= hi) || (integer && x != std::floor(x)))
+    range_error(std::string("argument ") + name + " must be " + (integer ? "an integer" : "a number") + " in [" +
+                number_text(lo) + ", " + number_text(hi) + "], got " + number_text(x));
+  return x;
+}
+
+double OpCall::option(const Napi::Object& opts, const char* key, std::optional<double> fallback, double lo, double hi,
+                      bool integer) const {
+  Napi::Value v = opts.Get(key);
+  if (v.IsUndefined()) {
+    if (!fallback) type_error(std::string("option ") + key + " is required");
+    return *fallback;
+  }
+  if (!v.IsNumber()) type_error(std::string("option ") + key + " must be a number, got " + v.ToString().Utf8Value());
+  double x = v.As<Napi::Number>().DoubleValue();
+  if (!(x >= lo && x <= hi) || (integer && x != std::floor(x)))
+    range_error(std::string("option ") + key + " must be " + (integer ? "an integer" : "a number") + " in [" +
+                number_text(lo) + ", " + number_text(hi) + "], got " + number_text(x));
+  return x;
+}
+
+std::string OpCall::string_option(const Napi::Object& opts, const char* key, const std::string& fallback,
+                                  const std::vector<std::string>& choices) const {
+  Napi::Value v = opts.Get(key);
+  if (v.IsUndefined()) return fallback;
+  std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+  if (std::find(choices.begin(), choices.end(), s) == choices.end()) {
+    std::string list;
+    for (auto& c : choices) list += (list.empty() ? "'" : ", '") + c + "'";
+    type_error(std::string("option ") + key + " must be one of " + list + ", got " + v.ToString().Utf8Value());
+  }
+  return s;
+}
+
+void OpCall::expect_dtype(const Tensor& t, const char* name, DType dtype) const {
+  if (t.dtype != dtype)
+    type_error(std::string("argument ") + name + " must be " + dtype_name(dtype) + ", got " + dtype_name(t.dtype));
+}
+
+void OpCall::expect_index_dtype(const Tensor& t, const char* name) const {
+  if (t.dtype == DType::Float32)
+    type_error(std::string("argument ") + name + " must be an index tensor (uint32 or int32), got float32");
+}
+
+void OpCall::expect_shape(const Tensor& t, const char* name, const std::vector<int64_t>& expected,
+                          const char* symbolic) const {
+  bool ok = t.shape.size() == expected.size();
+  for (size_t i = 0; ok && i < expected.size(); ++i) ok = expected[i] < 0 || expected[i] == t.shape[i];
+  if (!ok)
+    range_error(std::string("argument ") + name + " must have shape " + symbolic + " = " + shape_string(expected) +
+                ", got " + shape_string(t.shape));
+}
+
+void OpCall::expect_same_shape(const Tensor& t, const char* name, const Tensor& ref, const char* ref_name) const {
+  if (t.shape != ref.shape)
+    range_error(std::string("argument ") + name + " must have the shape of " + ref_name + " " + shape_string(ref.shape) +
+                ", got " + shape_string(t.shape));
+}
+
+void OpCall::expect_distinct(const Tensor& a, const char* a_name, const Tensor& b, const char* b_name) const {
+  if (a.same_storage(b) && a.size > 0)
+    range_error(std::string("arguments ") + a_name + " and " + b_name + " must be different tensors (no aliasing here)");
+}
+
+// ---------------------------------------------------------------------------
+// Elementary ops on tensors (op functions like the families': addon.fill(backend, ...))
+
+// fill(backend, t, value): every element = value (an integer for int32/uint32 tensors).
+Napi::Value Fill(const Napi::CallbackInfo& info) {
+  OpCall call(info, "fill");
+  Tensor t = call.tensor(1, "t");
+  if (info.Length() < 3 || !info[2].IsNumber()) call.type_error("value must be a number");
+  double v = info[2].As<Napi::Number>().DoubleValue();
+  uint32_t bits;
+  if (t.dtype == DType::Float32) {
+    float f = static_cast<float>(v);
+    std::memcpy(&bits, &f, 4);
+  } else {
+    double lo = t.dtype == DType::Int32 ? -2147483648.0 : 0.0, hi = t.dtype == DType::Int32 ? 2147483647.0 : 4294967295.0;
+    if (!(v >= lo && v <= hi && v == std::floor(v)))
+      call.range_error(std::string("value must be an integer in the range of ") + dtype_name(t.dtype) + ", got " + std::to_string(v));
+    bits = t.dtype == DType::Int32 ? static_cast<uint32_t>(static_cast<int32_t>(v)) : static_cast<uint32_t>(v);
+  }
+  call.enqueue([t, bits] {
+    uint32_t* p = t.data<uint32_t>();
+    std::fill(p, p + t.size, bits);
+  });
+  return info.Env().Undefined();
+}
+
+// copy(backend, src, dst): same dtype and element count (shapes may differ: a reshape copy).
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  OpCall call(info, "copy");
+  Tensor src = call.tensor(1, "src"), dst = call.tensor(2, "dst");
+  call.expect_dtype(dst, "dst", src.dtype);
+  if (src.size != dst.size)
+    call.range_error("dst has " + std::to_string(dst.size) + " elements " + shape_string(dst.shape) + ", src has " +
+                     std::to_string(src.size) + " " + shape_string(src.shape));
+  call.enqueue([src, dst] {
+    if (!src.same_storage(dst) && src.bytes()) std::memcpy(dst.buffer->data(), src.buffer->data(), src.bytes());
+  });
+  return info.Env().Undefined();
+}
+
+
+void register_backend_classes(Napi::Env env, Napi::Object exports) {
+  auto* c = new EnvClasses();
+  Napi::Function backend = CpuBackend::Define(env);
+  Napi::Function tensor = CpuTensor::Define(env);
+  c->backend = Napi::Persistent(backend);
+  c->tensor = Napi::Persistent(tensor);
+  {
+    std::lock_guard<std::mutex> lock(g_classes_mu);
+    g_classes[env] = c;
+  }
+  napi_add_env_cleanup_hook(
+      env,
+      [](void* arg) {
+        auto* cls = static_cast<EnvClasses*>(arg);
+        std::lock_guard<std::mutex> lock(g_classes_mu);
+        for (auto it = g_classes.begin(); it != g_classes.end(); ++it)
+          if (it->second == cls) {
+            g_classes.erase(it);
+            break;
+          }
+        delete cls;
+      },
+      c);
+  exports.Set("CpuBackend", backend);
+  exports.Set("fill", Napi::Function::New(env, Fill, "fill"));
+  exports.Set("copy", Napi::Function::New(env, Copy, "copy"));
+}
+
+}  // namespace xmc::cpu
+
+namespace xmc {
+void register_backend(Napi::Env env, Napi::Object exports) { cpu::register_backend_classes(env, exports); }
+}  // namespace xmc

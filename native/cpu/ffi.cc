@@ -1,0 +1,121 @@
+// Fixed fan-in (FFI) sparse layer: every output (label) l has exactly k
+// connections, to the inputs idx[l, 0..k) (distinct within a row, < I).
+//
+//   ffiForward(x[B,I], W[L,k], idx[L,k], b[L], out[B,L])
+//     out[b, l] = b[l] + sum_j W[l, j] * x[b, idx[l, j]]
+//   ffiBackward(x[B,I], W[L,k], idx[L,k], dOut[B,L], dX[B,I] | null, dW[L,k], dB[L])
+//     dB[l]    = sum_b dOut[b, l]
+//     dW[l, j] = sum_b dOut[b, l] * x[b, idx[l, j]]
+//     dX[b, i] = sum_{(l, j) : idx[l, j] = i} W[l, j] * dOut[b, l]   (omitted when dX is null)
+//   Gradients overwrite their outputs (no accumulation).
+//
+// Layout: W, idx row-major [L, k] (row l's connections contiguous); idx is
+// uint32 (int32 accepted; values must be < I, checked when the op runs).
+// x [B, I], out / dOut [B, L], dX [B, I] row-major. The kernels transpose x
+// to [I, B] in scratch memory first (see rowsparse.h for the tiles and for
+// how the dX scatter avoids races: per-thread partial buffers).
+#include "rowsparse.h"
+
+namespace xmc::cpu {
+
+std::string index_text(DType dtype, uint32_t bits) {
+  return dtype == DType::Int32 ? std::to_string(static_cast<int32_t>(bits)) : std::to_string(bits);
+}
+
+std::pair<int64_t, int64_t> check_ffi_layer(const OpCall& call, const Tensor& W, const Tensor& idx, const Tensor* b) {
+  call.expect_dtype(W, "W", DType::Float32);
+  call.expect_shape(W, "W", {-1, -1}, "[L, k]");
+  const int64_t L = W.dim(0), k = W.dim(1);
+  call.expect_index_dtype(idx, "idx");
+  call.expect_shape(idx, "idx", {L, k}, "[L, k]");
+  if (b) {
+    call.expect_dtype(*b, "b", DType::Float32);
+    call.expect_shape(*b, "b", {L}, "[L]");
+  }
+  return {L, k};
+}
+
+void validate_ffi_idx(ThreadPool& pool, const Tensor& idx, int64_t k, int64_t I) {
+  const int64_t bad = first_out_of_range(pool, idx.data<uint32_t>(), idx.size, static_cast<uint64_t>(I));
+  if (bad >= 0)
+    throw OpError("idx[" + std::to_string(bad / k) + ", " + std::to_string(bad % k) +
+                  "] = " + index_text(idx.dtype, idx.data<uint32_t>()[bad]) + " is not a valid source: it must be in [0, I = " +
+                  std::to_string(I) + ")");
+}
+
+namespace {
+
+// ffiForward(backend, x, W, idx, b, out)
+Napi::Value FfiForward(const Napi::CallbackInfo& info) {
+  OpCall call(info, "ffiForward");
+  Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), idx = call.tensor(3, "idx"), b = call.tensor(4, "b"),
+         out = call.tensor(5, "out");
+  call.expect_dtype(x, "x", DType::Float32);
+  call.expect_shape(x, "x", {-1, -1}, "[B, I]");
+  const int64_t B = x.dim(0), I = x.dim(1);
+  auto [L, k] = check_ffi_layer(call, W, idx, &b);
+  call.expect_dtype(out, "out", DType::Float32);
+  call.expect_shape(out, "out", {B, L}, "[B, L]");
+  call.expect_distinct(out, "out", x, "x");
+  call.expect_distinct(out, "out", W, "W");
+  call.expect_distinct(out, "out", b, "b");
+  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, W, idx, b, out, B, I, L = L, k = k] {
+    validate_ffi_idx(*pool, idx, k, I);
+    TransposedInput xT(*pool, alloc, x.data<float>(), B, I);
+    RowSparse rows{nullptr, k, idx.data<uint32_t>(), W.data<float>()};
+    rowsparse_forward(*pool, alloc, rows, b.data<float>(), xT.data(), B, 0, L, out.data<float>(), L);
+  });
+  return info.Env().Undefined();
+}
+
+// ffiBackward(backend, x, W, idx, dOut, dX | null, dW, dB)
+Napi::Value FfiBackward(const Napi::CallbackInfo& info) {
+  OpCall call(info, "ffiBackward");
+  Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), idx = call.tensor(3, "idx"), dOut = call.tensor(4, "dOut");
+  std::optional<Tensor> dX = call.optional_tensor(5, "dX");
+  Tensor dW = call.tensor(6, "dW"), dB = call.tensor(7, "dB");
+  call.expect_dtype(x, "x", DType::Float32);
+  call.expect_shape(x, "x", {-1, -1}, "[B, I]");
+  const int64_t B = x.dim(0), I = x.dim(1);
+  auto [L, k] = check_ffi_layer(call, W, idx, nullptr);
+  call.expect_dtype(dOut, "dOut", DType::Float32);
+  call.expect_shape(dOut, "dOut", {B, L}, "[B, L]");
+  if (dX) {
+    call.expect_dtype(*dX, "dX", DType::Float32);
+    call.expect_shape(*dX, "dX", {B, I}, "[B, I]");
+    call.expect_distinct(*dX, "dX", x, "x");
+    call.expect_distinct(*dX, "dX", W, "W");
+    call.expect_distinct(*dX, "dX", dOut, "dOut");
+  }
+  call.expect_dtype(dW, "dW", DType::Float32);
+  call.expect_shape(dW, "dW", {L, k}, "[L, k]");
+  call.expect_dtype(dB, "dB", DType::Float32);
+  call.expect_shape(dB, "dB", {L}, "[L]");
+  for (auto [t, n] : {std::pair<const Tensor*, const char*>{&x, "x"}, {&W, "W"}, {&dOut, "dOut"}}) {
+    call.expect_distinct(dW, "dW", *t, n);
+    call.expect_distinct(dB, "dB", *t, n);
+  }
+  call.expect_distinct(dW, "dW", dB, "dB");
+  if (dX) {
+    call.expect_distinct(dW, "dW", *dX, "dX");
+    call.expect_distinct(dB, "dB", *dX, "dX");
+  }
+  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, W, idx, dOut, dX, dW, dB, B, I, L = L, k = k] {
+    validate_ffi_idx(*pool, idx, k, I);
+    TransposedInput xT(*pool, alloc, x.data<float>(), B, I);
+    RowSparse rows{nullptr, k, idx.data<uint32_t>(), W.data<float>()};
+    rowsparse_backward(*pool, alloc, rows, L, I, xT.data(), B, dOut.data<float>(), dX ? dX->data<float>() : nullptr,
+                       dW.data<float>(), dB.data<float>());
+  });
+  return info.Env().Undefined();
+}
+
+}  // namespace
+}  // namespace xmc::cpu
+
+namespace xmc {
+void register_ffi(Napi::Env env, Napi::Object exports) {
+  exports.Set("ffiForward", Napi::Function::New(env, cpu::FfiForward, "ffiForward"));
+  exports.Set("ffiBackward", Napi::Function::New(env, cpu::FfiBackward, "ffiBackward"));
+}
+}  // namespace xmc

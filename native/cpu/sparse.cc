@@ -1,0 +1,134 @@
+// Unstructured sparse output layer (the paper's "Unstructured" rows): the
+// same budget of connections as FFI (nnz = L*k) at arbitrary positions of the
+// L x I weight matrix, so rows have different sizes. Stored CSR by output row:
+//
+//   rowPtr[L+1]  connections of label l are e in [rowPtr[l], rowPtr[l+1])
+//   col[nnz]     source input of connection e (< I; unique within a row)
+//   W[nnz]       its weight
+//
+//   sparseForward(x[B,I], rowPtr, col, W, b[L], out[B,L])
+//     out[b, l] = b[l] + sum_{e in row l} W[e] * x[b, col[e]]
+//   sparseBackward(x, rowPtr, col, W, dOut[B,L], dX[B,I] | null, dW[nnz], dB[L])
+//     dB[l] = sum_b dOut[b, l];  dW[e] = sum_b dOut[b, l] * x[b, col[e]]
+//     dX[b, i] = sum_{e : col[e] = i} W[e] * dOut[b, row(e)]
+//
+// rowPtr and col are uint32 (int32 accepted). The CSR structure is checked
+// when the op runs (rowPtr[0] = 0, non-decreasing, rowPtr[L] = nnz, col < I).
+// The kernels are those of the FFI layer (rowsparse.h); the backward splits
+// labels over threads by equal numbers of connections.
+#include "rowsparse.h"
+
+namespace xmc::cpu {
+
+std::pair<int64_t, int64_t> check_csr_layer(const OpCall& call, const Tensor& rowPtr, const Tensor& col, const Tensor& W,
+                                            const Tensor* b, const char* b_name) {
+  call.expect_index_dtype(rowPtr, "rowPtr");
+  call.expect_shape(rowPtr, "rowPtr", {-1}, "[L + 1]");
+  if (rowPtr.size < 1) call.range_error("argument rowPtr must have L + 1 >= 1 entries, got 0");
+  int64_t L = rowPtr.size - 1;
+  if (b) {
+    call.expect_dtype(*b, b_name, DType::Float32);
+    call.expect_shape(*b, b_name, {-1}, "[L]");
+    L = b->dim(0);
+    call.expect_shape(rowPtr, "rowPtr", {L + 1}, "[L + 1]");
+  }
+  call.expect_dtype(W, "W", DType::Float32);
+  call.expect_shape(W, "W", {-1}, "[nnz]");
+  const int64_t nnz = W.dim(0);
+  if (nnz > 4294967295LL) call.range_error("argument W: nnz must be below 2^32");
+  call.expect_index_dtype(col, "col");
+  call.expect_shape(col, "col", {nnz}, "[nnz]");
+  return {L, nnz};
+}
+
+void validate_csr(ThreadPool& pool, const Tensor& rowPtr, int64_t L, const Tensor& col, int64_t nnz, int64_t I) {
+  const uint32_t* rp = rowPtr.data<uint32_t>();
+  if (rp[0] != 0) throw OpError("rowPtr[0] = " + index_text(rowPtr.dtype, rp[0]) + ", must be 0");
+  for (int64_t l = 0; l < L; ++l)
+    if (rp[l + 1] < rp[l])
+      throw OpError("rowPtr is not non-decreasing: rowPtr[" + std::to_string(l) + "] = " + index_text(rowPtr.dtype, rp[l]) +
+                    " > rowPtr[" + std::to_string(l + 1) + "] = " + index_text(rowPtr.dtype, rp[l + 1]));
+  if (static_cast<int64_t>(rp[L]) != nnz)
+    throw OpError("rowPtr[L = " + std::to_string(L) + "] = " + index_text(rowPtr.dtype, rp[L]) + " must equal nnz = " +
+                  std::to_string(nnz));
+  const int64_t bad = first_out_of_range(pool, col.data<uint32_t>(), nnz, static_cast<uint64_t>(I));
+  if (bad >= 0)
+    throw OpError("col[" + std::to_string(bad) + "] = " + index_text(col.dtype, col.data<uint32_t>()[bad]) +
+                  " is not a valid source: it must be in [0, I = " + std::to_string(I) + ")");
+}
+
+namespace {
+
+// sparseForward(backend, x, rowPtr, col, W, b, out)
+Napi::Value SparseForward(const Napi::CallbackInfo& info) {
+  OpCall call(info, "sparseForward");
+  Tensor x = call.tensor(1, "x"), rowPtr = call.tensor(2, "rowPtr"), col = call.tensor(3, "col"), W = call.tensor(4, "W"),
+         b = call.tensor(5, "b"), out = call.tensor(6, "out");
+  call.expect_dtype(x, "x", DType::Float32);
+  call.expect_shape(x, "x", {-1, -1}, "[B, I]");
+  const int64_t B = x.dim(0), I = x.dim(1);
+  auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &b);
+  call.expect_dtype(out, "out", DType::Float32);
+  call.expect_shape(out, "out", {B, L}, "[B, L]");
+  call.expect_distinct(out, "out", x, "x");
+  call.expect_distinct(out, "out", W, "W");
+  call.expect_distinct(out, "out", b, "b");
+  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, rowPtr, col, W, b, out, B, I, L = L, nnz = nnz] {
+    validate_csr(*pool, rowPtr, L, col, nnz, I);
+    TransposedInput xT(*pool, alloc, x.data<float>(), B, I);
+    RowSparse rows{rowPtr.data<uint32_t>(), 0, col.data<uint32_t>(), W.data<float>()};
+    rowsparse_forward(*pool, alloc, rows, b.data<float>(), xT.data(), B, 0, L, out.data<float>(), L);
+  });
+  return info.Env().Undefined();
+}
+
+// sparseBackward(backend, x, rowPtr, col, W, dOut, dX | null, dW, dB)
+Napi::Value SparseBackward(const Napi::CallbackInfo& info) {
+  OpCall call(info, "sparseBackward");
+  Tensor x = call.tensor(1, "x"), rowPtr = call.tensor(2, "rowPtr"), col = call.tensor(3, "col"), W = call.tensor(4, "W"),
+         dOut = call.tensor(5, "dOut");
+  std::optional<Tensor> dX = call.optional_tensor(6, "dX");
+  Tensor dW = call.tensor(7, "dW"), dB = call.tensor(8, "dB");
+  call.expect_dtype(x, "x", DType::Float32);
+  call.expect_shape(x, "x", {-1, -1}, "[B, I]");
+  const int64_t B = x.dim(0), I = x.dim(1);
+  auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &dB, "dB");
+  call.expect_dtype(dOut, "dOut", DType::Float32);
+  call.expect_shape(dOut, "dOut", {B, L}, "[B, L]");
+  if (dX) {
+    call.expect_dtype(*dX, "dX", DType::Float32);
+    call.expect_shape(*dX, "dX", {B, I}, "[B, I]");
+    call.expect_distinct(*dX, "dX", x, "x");
+    call.expect_distinct(*dX, "dX", W, "W");
+    call.expect_distinct(*dX, "dX", dOut, "dOut");
+  }
+  call.expect_dtype(dW, "dW", DType::Float32);
+  call.expect_shape(dW, "dW", {nnz}, "[nnz]");
+  for (auto [t, n] : {std::pair<const Tensor*, const char*>{&x, "x"}, {&W, "W"}, {&dOut, "dOut"}}) {
+    call.expect_distinct(dW, "dW", *t, n);
+    call.expect_distinct(dB, "dB", *t, n);
+  }
+  call.expect_distinct(dW, "dW", dB, "dB");
+  if (dX) {
+    call.expect_distinct(dW, "dW", *dX, "dX");
+    call.expect_distinct(dB, "dB", *dX, "dX");
+  }
+  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, rowPtr, col, W, dOut, dX, dW, dB, B, I, L = L, nnz = nnz] {
+    validate_csr(*pool, rowPtr, L, col, nnz, I);
+    TransposedInput xT(*pool, alloc, x.data<float>(), B, I);
+    RowSparse rows{rowPtr.data<uint32_t>(), 0, col.data<uint32_t>(), W.data<float>()};
+    rowsparse_backward(*pool, alloc, rows, L, I, xT.data(), B, dOut.data<float>(), dX ? dX->data<float>() : nullptr,
+                       dW.data<float>(), dB.data<float>());
+  });
+  return info.Env().Undefined();
+}
+
+}  // namespace
+}  // namespace xmc::cpu
+
+namespace xmc {
+void register_sparse(Napi::Env env, Napi::Object exports) {
+  exports.Set("sparseForward", Napi::Function::New(env, cpu::SparseForward, "sparseForward"));
+  exports.Set("sparseBackward", Napi::Function::New(env, cpu::SparseBackward, "sparseBackward"));
+}
+}  // namespace xmc

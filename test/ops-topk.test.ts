@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import { createBackend } from '../src/native/index.js';
+import type { TopKResult } from '../src/native/index.js';
+import { SEED, csrRef, denseRef, ffiRef, randomCsr, randomFfiIdx, rng } from './ops-helpers.js';
+
+const be = createBackend('cpu', { threads: 3 });
+
+/** Top-k of each row by sorting all scores: descending, ties by smaller label; -1 / -Infinity padding. */
+function sortTopK(scores: ArrayLike<number>, B: number, L: number, k: number, offset = 0): TopKResult {
+  const labels = new Int32Array(B * k).fill(-1), out = new Float32Array(B * k).fill(-Infinity);
+  for (let b = 0; b < B; b++) {
+    const order = Array.from({ length: L }, (_, l) => l).sort((p, q) => scores[b * L + q] - scores[b * L + p] || p - q);
+    for (let i = 0; i < Math.min(k, L); i++) {
+      labels[b * k + i] = order[i] + offset;
+      out[b * k + i] = scores[b * L + order[i]];
+    }
+  }
+  return { labels, scores: out };
+}
+
+/**
+ * A layer's top-k against float64 reference scores: the returned scores match
+ * the reference at the returned labels, are sorted, and nothing left out
+ * scores higher than the k-th (within float32 tolerance).
+ */
+function expectTopKOf(got: TopKResult, ref: Float64Array, B: number, L: number, k: number, offset: number): void {
+  const tol = 1e-4;
+  for (let b = 0; b < B; b++) {
+    const row = Array.from(got.labels.subarray(b * k, (b + 1) * k));
+    const valid = row.filter((l) => l >= 0);
+    expect(valid.length, `row ${b}, seed ${SEED}`).toBe(Math.min(k, L));
+    expect(new Set(valid).size).toBe(valid.length);
+    for (let i = 0; i < valid.length; i++) {
+      const l = valid[i] - offset;
+      expect(l).toBeGreaterThanOrEqual(0);
+      expect(Math.abs(got.scores[b * k + i] - ref[b * L + l])).toBeLessThan(tol * (1 + Math.abs(ref[b * L + l])));
+      if (i > 0) expect(got.scores[b * k + i]).toBeLessThanOrEqual(got.scores[b * k + i - 1]);
+    }
+    const chosen = new Set(valid.map((l) => l - offset));
+    const kth = got.scores[b * k + valid.length - 1];
+    for (let l = 0; l < L; l++) if (!chosen.has(l)) expect(ref[b * L + l]).toBeLessThanOrEqual(kth + tol * (1 + Math.abs(kth)));
+  }
+}
+
+describe('ops - top-k', () => {
+  it('topK equals sorting the full scores, ties broken by the smaller label', async () => {
+    const r = rng();
+    const B = 1 + r.int(8), L = 50 + r.int(200), k = 1 + r.int(20);
+    // few distinct values: many ties
+    const s = Float32Array.from({ length: B * L }, () => r.int(7) - 3);
+    const got = await be.topK(be.fromArray(s, [B, L]), k, { labelOffset: 1000 });
+    const ref = sortTopK(s, B, L, k, 1000);
+    expect(Array.from(got.labels)).toEqual(Array.from(ref.labels));
+    expect(Array.from(got.scores)).toEqual(Array.from(ref.scores));
+  });
+
+  it('topK pads with label -1 and score -Infinity when k > L', async () => {
+    const s = Float32Array.from([0.5, 2, -1, 3, 3, 1]);
+    const got = await be.topK(be.fromArray(s, [2, 3]), 5);
+    expect(Array.from(got.labels)).toEqual([1, 0, 2, -1, -1, 0, 1, 2, -1, -1]);
+    expect(Array.from(got.scores)).toEqual([2, 0.5, -1, -Infinity, -Infinity, 3, 3, 1, -Infinity, -Infinity]);
+  });
+
+  it('topK rejects k < 1 naming the op and the argument', () => {
+    const t = be.fromArray(new Float32Array(4), [2, 2]);
+    expect(() => be.topK(t, 0)).toThrow(RangeError);
+    expect(() => be.topK(t, 0)).toThrow(/^topK: argument k must be an integer in \[1, /);
+  });
+
+  // label counts that are not multiples of the chunk, batch 1, k > chunk, k > L
+  for (const [B, I, L, k, chunk] of [[4, 16, 103, 5, 10], [1, 9, 37, 40, 8], [3, 12, 64, 20, 7], [2, 10, 20, 3, 8192]]) {
+    const what = `(B=${B}, I=${I}, L=${L}, k=${k}, chunk=${chunk})`;
+
+    it(`denseTopK equals the top-k of the dense scores ${what}`, async () => {
+      const r = rng();
+      const x = r.floats(B * I), W = r.floats(L * I), b = r.floats(L);
+      const offset = r.int(100);
+      const got = await be.denseTopK(be.fromArray(x, [B, I]), be.fromArray(W, [L, I]), be.fromArray(b), k, { labelOffset: offset, chunk });
+      expectTopKOf(got, denseRef(x, W, b, B, I, L), B, L, k, offset);
+    });
+
+    it(`ffiTopK equals the top-k of ffiForward's scores ${what}`, async () => {
+      const r = rng();
+      const fan = 7;
+      const x = be.fromArray(r.floats(B * I), [B, I]), W = be.fromArray(r.floats(L * fan), [L, fan]);
+      const idxArr = randomFfiIdx(r, L, fan, I), idx = be.fromArray(idxArr, [L, fan]), b = be.fromArray(r.floats(L));
+      const out = be.tensor('float32', [B, L]);
+      be.ffiForward(x, W, idx, b, out);
+      const got = await be.ffiTopK(x, W, idx, b, k, { chunk, labelOffset: 5 });
+      // the chunked scores are bit-identical to the forward's: exact comparison with sorting them
+      const ref = sortTopK(await out.read(), B, L, k, 5);
+      expect(Array.from(got.labels), `seed ${SEED}`).toEqual(Array.from(ref.labels));
+      expect(Array.from(got.scores)).toEqual(Array.from(ref.scores));
+      expectTopKOf(got, ffiRef(await x.read(), await W.read(), idxArr, await b.read(), B, I, L, fan), B, L, k, 5);
+    });
+
+    it(`sparseTopK equals the top-k of the CSR layer's scores ${what}`, async () => {
+      const r = rng();
+      const csr = randomCsr(r, L, I, L * 3);
+      const x = r.floats(B * I), W = r.floats(L * 3), b = r.floats(L);
+      const got = await be.sparseTopK(be.fromArray(x, [B, I]), be.fromArray(csr.rowPtr), be.fromArray(csr.col), be.fromArray(W), be.fromArray(b), k, { chunk });
+      expectTopKOf(got, csrRef(x, csr, W, b, B), B, L, k, 0);
+    });
+  }
+});
