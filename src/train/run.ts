@@ -99,6 +99,7 @@ export async function runTraining(run: RunOptions): Promise<TrainResult> {
     throw new OptionError('--out', `${outDir} already holds a run (${RUN_FILES.last}): pass --resume to continue it, or choose another directory`);
   }
 
+  const backend = run.backend ?? createDeviceBackend(run.device ?? 'auto', run.threads);
   const trainSpec = run.train ?? resumeFrom?.meta.data?.train;
   const testSpec = run.test ?? resumeFrom?.meta.data?.test;
   if (trainSpec === undefined) throw new OptionError('--train', 'is required');
@@ -120,7 +121,6 @@ export async function runTraining(run: RunOptions): Promise<TrainResult> {
   }
 
   await mkdir(outDir, { recursive: true });
-  const backend = run.backend ?? createDeviceBackend(run.device ?? 'auto', run.threads);
   return train(config, { train: trainSet, test: testSet }, { backend, outDir, dataSpecs, resumeFrom, reporter: run.reporter });
 }
 

@@ -163,6 +163,8 @@ export async function train(config: TrainConfig, data: { train: Dataset; test: D
     state = stateFromJson(env.resumeFrom.meta.state);
     if (state.finished === 'early-stop') {
       reporter.message(`run ${outDir} already ended by early stopping after epoch ${state.epochsDone}; nothing to resume`);
+    } else if (state.epochsDone >= config.epochs) {
+      reporter.message(`run ${outDir} already has ${state.epochsDone} epochs (--epochs ${config.epochs}): nothing to train; raise --epochs to continue it`);
     } else {
       state.finished = null;
       reporter.message(`resuming ${outDir} after epoch ${state.epochsDone} (step ${state.step})`);
