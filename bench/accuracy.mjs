@@ -11,9 +11,9 @@
 // squared hinge loss, Adam lr 1e-3, batch 32, fan-in 32, intermediate 4096
 // for dense-ffi / dense-sparse (64 for bottleneck), rewiring 10% of the
 // sparse layer every 1000 steps, reduce-on-plateau and early stopping on test
-// P@3, best test epoch. Epoch cap: EPOCH_CAP below (the reference runs used
-// 60; early stopping ends most runs long before either cap), so that the
-// whole benchmark fits in about 30 minutes on 2 cores.
+// P@3, best test epoch. Epoch cap: EPOCH_CAP below, the reference runs' 60;
+// early stopping ends every run long before it (at most 36 epochs measured),
+// and the whole benchmark takes about 5 minutes on 2 cores.
 // --quick (CI): bibtex only, 3 epochs per setup; reports, checks no bar.
 //
 // Bars (full runs; exit status 1 when one is missed):
@@ -34,7 +34,7 @@ if (!existsSync(dist)) {
 const { runTraining } = await import(dist);
 const { createBackend } = await import(join(root, 'dist', 'src', 'native', 'backend.js'));
 
-const EPOCH_CAP = 40;
+const EPOCH_CAP = 60;
 const QUICK_EPOCHS = 3;
 const SETUPS = ['dense', 'bottleneck', 'ffi', 'dense-ffi', 'dense-sparse'];
 const BARS = { bibtex: 61.5, delicious: 67.0 };
@@ -82,7 +82,7 @@ function parseReference(text) {
       }
     }
   }
-  const epochsMatch = /best test epoch of (\d+)/.exec(text);
+  const epochsMatch = /best\s+test\s+epoch\s+of\s+(\d+)/.exec(text);
   return { table: ref, epochs: epochsMatch ? Number(epochsMatch[1]) : null };
 }
 const reference = parseReference(readFileSync(join(dataDir, 'README.md'), 'utf8'));

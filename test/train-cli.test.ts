@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../src/cli/main.js';
+import type { DenseMatrix } from '../src/data/types.js';
+import { writeNpy } from '../src/io/npy.js';
 import { syntheticDataset, writeXcText } from './train-fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'xmc-train-cli-'));
@@ -80,6 +82,40 @@ describe('train - xmc train, predict, eval end to end', () => {
     const config = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')).config;
     expect(config.model).toMatchObject({ setup: 'dense-ffi', intermediate: 4096, fanIn: 32, shards: 1, seed: 0 });
     expect(config).toMatchObject({ batchSize: 32, lr: 1e-3, dropout: 0.1, loss: 'squared-hinge', rewireInterval: 1000, rewireFraction: 0.1, earlyStopPatience: 4, lrFactor: 0.5, lrPatience: 2, minLr: 1e-4 });
+  });
+});
+
+describe('train - dense .npy features with separate label files', () => {
+  it('trains on .npy embeddings + XC label files and predicts from --features', async () => {
+    const trainSet = syntheticDataset({ n: 120, features: 16, labels: 8, seed: 4 });
+    const testSet = syntheticDataset({ n: 40, features: 16, labels: 8, seed: 5 });
+    const [trainNpy, testNpy, trainLabels, testLabels] = ['train.npy', 'test.npy', 'train-labels.txt', 'test-labels.txt'].map((f) => join(dir, f));
+    await writeNpy(trainNpy, trainSet.features as DenseMatrix);
+    await writeNpy(testNpy, testSet.features as DenseMatrix);
+    writeXcText(trainLabels, trainSet);
+    writeXcText(testLabels, testSet);
+    const run = join(dir, 'npy-run');
+    const trained = await xmc('train', '--train', trainLabels, '--train-features', trainNpy, '--test', testLabels, '--test-features', testNpy,
+      '--setup', 'bottleneck', '--intermediate', '16', '--epochs', '3', '--batch-size', '8', '--lr', '0.01', '--threads', '2', '--device', 'cpu', '--out', run);
+    expect(trained.code).toBe(0);
+    expect(trained.stderr).toMatch(/model bottleneck: 16 -> 16 \(ReLU\) -> 8/);
+    const config = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8'));
+    expect(config.data.train).toEqual({ features: trainNpy, labels: trainLabels });
+    const preds = join(dir, 'npy-preds.txt');
+    expect((await xmc('predict', '--run', run, '--features', testNpy, '--k', '3', '--out', preds, '--device', 'cpu')).code).toBe(0);
+    expect(readFileSync(preds, 'utf8').trim().split('\n').length).toBe(40);
+    const history = readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(Math.max(...history.map((h) => h['P@1']))).toBeGreaterThan(0.5);
+  });
+
+  it('a test set of another feature width is refused, naming the file', async () => {
+    const narrow = join(dir, 'narrow.npy');
+    const trainNpy = join(dir, 'train.npy');
+    await writeNpy(narrow, syntheticDataset({ n: 40, features: 12, labels: 8, seed: 5 }).features as DenseMatrix);
+    const r = await xmc('train', '--train', join(dir, 'train-labels.txt'), '--train-features', trainNpy, '--test', join(dir, 'test-labels.txt'),
+      '--test-features', narrow, '--setup', 'dense', '--epochs', '1', '--device', 'cpu', '--out', join(dir, 'narrow-run'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/narrow\.npy.*: has 12 features per row, the model takes 16/);
   });
 });
 

@@ -65,7 +65,9 @@ export function formatEpoch(r: EpochRecord, epochs: number): string {
 }
 
 export class ConsoleReporter implements TrainReporter {
+  /** when the bar / log line was last written; 0 at the start of an epoch */
   private lastDraw = 0;
+  private epochStarted = 0;
   private barShown = false;
   private readonly tty: boolean;
 
@@ -80,9 +82,14 @@ export class ConsoleReporter implements TrainReporter {
 
   step(info: StepInfo): void {
     const now = Date.now();
-    const interval = this.tty ? 100 : 30_000;
-    if (now - this.lastDraw < interval && info.step < info.steps) return;
-    if (this.lastDraw === 0 && !this.tty) { this.lastDraw = now; return; }
+    if (this.lastDraw === 0) this.epochStarted = now;
+    if (this.tty) {
+      if (now - this.lastDraw < 100 && info.step < info.steps) return;
+    } else if (now - Math.max(this.lastDraw, this.epochStarted) < 30_000 || info.step === info.steps) {
+      // Logs get a line every 30 s of a long epoch; the epoch's own line follows its end.
+      if (this.lastDraw === 0) this.lastDraw = -1;
+      return;
+    }
     this.lastDraw = now;
     const rate = info.samples / Math.max(info.elapsedSeconds, 1e-9);
     const eta = info.step > 0 ? (info.elapsedSeconds / info.step) * (info.steps - info.step) : NaN;

@@ -115,7 +115,8 @@ export async function runTraining(run: RunOptions): Promise<TrainResult> {
       throw new DataFormatError({ file: trainSet.source }, `the data has ${dims.inputDim} features and ${dims.numLabels} labels, the run being resumed was trained on ${stored.model.inputDim} and ${stored.model.numLabels}`);
     }
     config = { ...stored, epochs: options.epochs ?? stored.epochs, evalBatchSize: options.evalBatchSize ?? stored.evalBatchSize };
-    resolveTrainConfig({ ...options, epochs: config.epochs }, dims); // validates the overrides
+    if (!Number.isSafeInteger(config.epochs) || config.epochs < 1) throw new OptionError('--epochs', `must be a positive integer, got ${config.epochs}`);
+    if (!Number.isSafeInteger(config.evalBatchSize) || config.evalBatchSize < 1) throw new OptionError('--eval-batch-size', `must be a positive integer, got ${config.evalBatchSize}`);
   } else {
     config = resolveTrainConfig(options, dims);
   }
