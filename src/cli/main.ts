@@ -12,6 +12,8 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   stats: () => import('./commands/stats.js'),
   synth: () => import('./commands/synth.js'),
   eval: () => import('./commands/eval.js'),
+  train: () => import('./commands/train.js'),
+  predict: () => import('./commands/predict.js'),
   info: () => import('./commands/info.js'),
   demo: () => import('./commands/demo.js'),
 };
@@ -24,6 +26,8 @@ function usage(): string {
     '  stats FILE...      shape and label statistics of data files',
     '  synth              write a synthetic data set at a real data set\'s scale',
     '  eval               evaluate a prediction file against labels (P@k, nDCG@k, PSP@k, ...)',
+    '  train              train a model (dense, bottleneck, ffi, dense-ffi, dense-sparse) on one machine',
+    '  predict            top-k predictions of a trained run, in the format xmc eval reads',
     '  info               native backends: CPU threads, CUDA devices',
     '  demo               the README quick start on the embedded default data',
     '',
