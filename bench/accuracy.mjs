@@ -14,7 +14,7 @@
 // P@3, best test epoch. Epoch cap: EPOCH_CAP below, the reference runs' 60;
 // early stopping ends every run long before it (at most 36 epochs measured),
 // and the whole benchmark takes about 5 minutes on 2 cores.
-// --quick (CI): bibtex only, 3 epochs per setup; reports, checks no bar.
+// --quick (CI): bibtex only, 3 epochs per setup, with lower bars (QUICK_BARS).
 //
 // Bars (full runs; exit status 1 when one is missed):
 //   dense-ffi and dense: test P@1 >= 61.5 on bibtex, >= 67.0 on delicious;
@@ -37,7 +37,10 @@ const { createBackend } = await import(join(root, 'dist', 'src', 'native', 'back
 const EPOCH_CAP = 60;
 const QUICK_EPOCHS = 3;
 const SETUPS = ['dense', 'bottleneck', 'ffi', 'dense-ffi', 'dense-sparse'];
-const BARS = { bibtex: 61.5, delicious: 67.0 };
+const FULL_BARS = { 'dense-ffi': { bibtex: 61.5, delicious: 67.0 }, dense: { bibtex: 61.5, delicious: 67.0 } };
+// After 3 epochs (measured: dense-ffi 58.5, dense 43.0, ffi 13.3 on bibtex): well under
+// the converged figures, but a broken layer, loss or optimiser misses them.
+const QUICK_BARS = { 'dense-ffi': { bibtex: 50.0 }, dense: { bibtex: 35.0 } };
 const FFI_GAP = 10;
 
 function arg(name, fallback) {
@@ -140,13 +143,14 @@ for (const r of results) {
 console.log(`\ntotal ${fmtTime(total)}; epoch cap ${epochs}; ${backend.threads} threads`);
 
 let failed = 0;
-if (!quick) {
+{
+  const bars = quick ? QUICK_BARS : FULL_BARS;
   const get = (data, setup) => results.find((r) => r.data === data && r.setup === setup);
   const checks = [];
   for (const data of dataNames) {
-    const bar = BARS[data];
     for (const setup of ['dense-ffi', 'dense']) {
       const r = get(data, setup);
+      const bar = bars[setup][data];
       if (r && bar !== undefined) checks.push([`${data} ${setup} P@1 ${fmt(r.p1)} >= ${bar}`, r.p1 >= bar]);
     }
     const ffi = get(data, 'ffi');
