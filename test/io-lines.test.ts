@@ -99,7 +99,7 @@ describe('io - line reader', () => {
     const out = createWriteStream(path);
     const line = '1,2,3 ' + Array.from({ length: 60 }, (_, i) => `${i * 7}:1`).join(' ') + '\n';
     const block = line.repeat(Math.ceil((1 << 20) / line.length));
-    for (let i = 0; i < 48; i++) if (!out.write(block)) await new Promise((r) => out.once('drain', r));
+    for (let i = 0; i < 48; i++) if (!out.write(block)) await new Promise<void>((r) => out.once('drain', () => r()));
     await new Promise<void>((r) => out.end(r));
     const base = process.memoryUsage();
     let peak = 0;
