@@ -101,7 +101,8 @@ Options parse_options(const OpCall& call, const Napi::Object& opts, const Tensor
 
 // A pinned copy of a tensor that goes to the host and comes back.
 struct HostCopy {
-  const Tensor* tensor;
+  void* device;  // the tensor's memory (kept alive by the stream-ordered free)
+  size_t bytes;
   std::shared_ptr<void> block;
   template <class T>
   T* as() const { return static_cast<T*>(block.get()); }
@@ -126,7 +127,7 @@ void run_on_host(const OpCall& call, std::vector<const Tensor*> tensors, uint32_
   check(cudaMemcpyAsync(job->status.get(), ctx.status, sizeof(DeviceStatus), cudaMemcpyDeviceToHost, ctx.stream), ctx.op,
         "cudaMemcpyAsync");
   for (const Tensor* t : tensors) {
-    HostCopy c{t, t->bytes() ? dev.pinned().acquire(t->bytes(), ctx.op) : nullptr};
+    HostCopy c{t->data<void>(), t->bytes(), t->bytes() ? dev.pinned().acquire(t->bytes(), ctx.op) : nullptr};
     if (t->bytes())
       check(cudaMemcpyAsync(c.block.get(), t->data<void>(), t->bytes(), cudaMemcpyDeviceToHost, ctx.stream), ctx.op,
             "cudaMemcpyAsync");
@@ -150,9 +151,8 @@ void run_on_host(const OpCall& call, std::vector<const Tensor*> tensors, uint32_
       },
       ctx.op);
   for (const HostCopy& c : job->copies)
-    if (c.tensor->bytes())
-      check(cudaMemcpyAsync(c.tensor->data<void>(), c.block.get(), c.tensor->bytes(), cudaMemcpyHostToDevice, ctx.stream),
-            ctx.op, "cudaMemcpyAsync");
+    if (c.bytes)
+      check(cudaMemcpyAsync(c.device, c.block.get(), c.bytes, cudaMemcpyHostToDevice, ctx.stream), ctx.op, "cudaMemcpyAsync");
   check(cudaMemcpyAsync(ctx.status, job->status.get(), sizeof(DeviceStatus), cudaMemcpyHostToDevice, ctx.stream), ctx.op,
         "cudaMemcpyAsync");
   dev.release_after(job, ctx.op);
