@@ -68,12 +68,7 @@ const median = (a) => {
 };
 const mib = (b) => (b / 2 ** 20).toFixed(1);
 
-const be = createBackend('cuda');
-const info = be.info();
-console.log(`device: ${info.name} (cc ${info.computeCapability}, ${info.multiprocessors} SMs), cuBLAS ${info.cublas}, TF32 ${info.tf32}`);
-console.log(`model A670K-FFI32-64k: ${cfg.input} -> ${cfg.hidden} ReLU -> FFI k=${cfg.fanin} -> ${cfg.labels} labels`);
-
-// --- parameters ---------------------------------------------------------------
+// --- parameters (host copies, so that a second backend can load the same model) ---
 const { input: D, hidden: H, labels: L, fanin: K } = cfg;
 const t0 = performance.now();
 const idxHost = new Uint32Array(L * K);
@@ -86,38 +81,42 @@ for (let l = 0; l < L; l++) {
     row[j] = s;
   }
 }
-const param = (data, shape) => {
-  const p = be.fromArray(data, shape);
-  const m = be.tensor('float32', shape), v = be.tensor('float32', shape), g = be.tensor('float32', shape);
-  be.fill(m, 0);
-  be.fill(v, 0);
-  return { p, m, v, g };
-};
-const W1 = param(floats(H * D, Math.sqrt(6 / D)), [H, D]);
-const b1 = param(new Float32Array(H), [H]);
-const W2 = param(floats(L * K, Math.sqrt(3 / K)), [L, K]);
-const b2 = param(new Float32Array(L), [L]);
-const idx = be.fromArray(idxHost, [L, K]);
-await be.sync();
-console.log(`parameters on the GPU in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${mib(be.memoryStats().currentBytes)} MiB (weights, gradients, Adam moments, sources)`);
+const host = { W1: floats(H * D, Math.sqrt(6 / D)), W2: floats(L * K, Math.sqrt(3 / K)), idx: idxHost };
+const batchesHost = new Map(cfg.batches.map((B) => [B, Array.from({ length: 4 }, () => {
+  const ptr = new Uint32Array(B + 1), ids = new Uint32Array(B * cfg.labelsPerRow);
+  for (let b = 0; b < B; b++) {
+    ptr[b + 1] = ptr[b] + cfg.labelsPerRow;
+    for (let j = 0; j < cfg.labelsPerRow; j++) ids[b * cfg.labelsPerRow + j] = Math.floor(rand() * L);
+  }
+  const x = new Float32Array(B * D);
+  for (let i = 0; i < x.length; i++) x[i] = normal() / Math.sqrt(D);
+  return { x, ptr, ids };
+})]));
+console.log(`model A670K-FFI32-64k: ${D} -> ${H} ReLU -> FFI k=${K} -> ${L} labels (host data in ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
 
-const results = { device: info, config: cfg, train: [], topk: [], profile: {}, torch: null };
+async function loadModel(be) {
+  const param = (data, shape) => {
+    const p = be.fromArray(data, shape);
+    const m = be.tensor('float32', shape), v = be.tensor('float32', shape), g = be.tensor('float32', shape);
+    be.fill(m, 0);
+    be.fill(v, 0);
+    return { p, m, v, g };
+  };
+  const model = {
+    W1: param(host.W1, [H, D]), b1: param(new Float32Array(H), [H]),
+    W2: param(host.W2, [L, K]), b2: param(new Float32Array(L), [L]),
+    idx: be.fromArray(host.idx, [L, K]),
+  };
+  await be.sync();
+  return model;
+}
 
-for (const B of cfg.batches) {
-  const x = be.tensor('float32', [B, D]);
-  const h = be.tensor('float32', [B, H]), dH = be.tensor('float32', [B, H]);
-  const scores = be.tensor('float32', [B, L]);
-  const lossT = be.tensor('float32', [1]);
-  const pool = Array.from({ length: 4 }, () => {
-    const ptr = new Uint32Array(B + 1), ids = new Uint32Array(B * cfg.labelsPerRow);
-    for (let b = 0; b < B; b++) {
-      ptr[b + 1] = ptr[b] + cfg.labelsPerRow;
-      for (let j = 0; j < cfg.labelsPerRow; j++) ids[b * cfg.labelsPerRow + j] = Math.floor(rand() * L);
-    }
-    const xs = new Float32Array(B * D);
-    for (let i = 0; i < xs.length; i++) xs[i] = normal() / Math.sqrt(D);
-    return { x: xs, ptr: be.fromArray(ptr), ids: be.fromArray(ids) };
-  });
+/** Buffers and the ops of one training step at batch B. */
+function stepper(be, model, B) {
+  const { W1, b1, W2, b2, idx } = model;
+  const x = be.tensor('float32', [B, D]), h = be.tensor('float32', [B, H]), dH = be.tensor('float32', [B, H]);
+  const scores = be.tensor('float32', [B, L]), lossT = be.tensor('float32', [1]);
+  const pool = batchesHost.get(B).map((q) => ({ x: q.x, ptr: be.fromArray(q.ptr), ids: be.fromArray(q.ids) }));
   let t = 0;
   const ops = {
     write: (batch) => x.write(batch.x),
@@ -138,82 +137,112 @@ for (const B of cfg.batches) {
     for (const f of Object.values(ops)) f(batch);
     return lossT.read();
   };
-  for (let i = 0; i < cfg.warmup; i++) await step();
+  const dispose = () => {
+    for (const q of [x, h, dH, scores, lossT]) q.dispose();
+    for (const q of pool) { q.ptr.dispose(); q.ids.dispose(); }
+  };
+  return { ops, step, pool, x, h, lossT, dispose, batch: () => pool[t % pool.length], tick: () => ++t };
+}
+
+/** Median ms/step of pipelined training steps (the loss of step t awaited after step t+1 is enqueued). */
+async function timeTraining(be, st, B) {
+  for (let i = 0; i < cfg.warmup; i++) await st.step();
   be.resetPeakMemory();
   const done = [];
   const tStart = performance.now();
-  let prev = step();
+  let prev = st.step();
   for (let i = 1; i < cfg.steps; i++) {
-    const next = step();
+    const next = st.step();
     const v = await prev;
-    if (!Number.isFinite(v[0])) throw new Error(`loss is ${v[0]} at step ${t}`);
+    if (!Number.isFinite(v[0])) throw new Error(`loss is ${v[0]}`);
     done.push(performance.now());
     prev = next;
   }
-  await prev;
+  const last = await prev;
   done.push(performance.now());
   const total = performance.now() - tStart;
-  const gaps = done.slice(1).map((d, i) => d - done[i]);
-  const msStep = median(gaps);
-  const peak = be.memoryStats().peakBytes;
-  // rewiring, amortised
-  await be.sync();
-  const r0 = performance.now();
-  be.rewireFfi(W2.p, idx, W2.m, W2.v, { fraction: cfg.rewireFraction, inputDim: H, seed: 1000 + B });
-  await be.sync();
-  const rewireMs = performance.now() - r0;
-  const msWithRewire = msStep + rewireMs / cfg.rewireInterval;
-  const loss = (await lossT.read())[0];
-  const row = {
-    batch: B, msPerStep: msStep, meanMsPerStep: total / cfg.steps, samplesPerSecond: (1000 * B) / msStep,
-    rewireMs, msPerStepWithRewire: msWithRewire, samplesPerSecondWithRewire: (1000 * B) / msWithRewire,
-    peakBytes: peak, lastLoss: loss,
-  };
-  results.train.push(row);
-  console.log(`train B=${B}: median ${msStep.toFixed(3)} ms/step (mean ${(total / cfg.steps).toFixed(3)}), ${row.samplesPerSecond.toFixed(0)} samples/s; ` +
-    `rewire ${rewireMs.toFixed(0)} ms -> ${msWithRewire.toFixed(3)} ms/step amortised over ${cfg.rewireInterval} (${row.samplesPerSecondWithRewire.toFixed(0)} samples/s); ` +
-    `peak GPU memory (allocator) ${mib(peak)} MiB; loss ${loss.toExponential(3)}`);
+  const msStep = median(done.slice(1).map((d, i) => d - done[i]));
+  return { msStep, meanMs: total / cfg.steps, peak: be.memoryStats().peakBytes, loss: last[0] };
+}
 
-  // per-op profile: each op followed by a sync (so each includes ~one completion round trip)
-  const prof = {};
-  for (let i = 0; i < 8; i++) {
-    t++;
-    const batch = pool[t % pool.length];
-    for (const [name, f] of Object.entries(ops)) {
+const results = { device: null, config: cfg, train: [], topk: [], profile: {}, torch: null };
+const SPLIT = 'XMC_CUDA_SPLIT_BACKWARD';
+
+async function benchBackend(be, label, batches, variants) {
+  const info = be.info();
+  results.device = info;
+  console.log(`\n[${label}] device: ${info.name} (cc ${info.computeCapability}, ${info.multiprocessors} SMs), cuBLAS ${info.cublas}, TF32 ${info.tf32}`);
+  const model = await loadModel(be);
+  console.log(`[${label}] parameters on the GPU: ${mib(be.memoryStats().currentBytes)} MiB (weights, gradients, Adam moments, sources)`);
+  for (const B of batches) {
+    const st = stepper(be, model, B);
+    for (const split of variants) {
+      if (split) process.env[SPLIT] = '1'; else delete process.env[SPLIT];
+      const r = await timeTraining(be, st, B);
+      // rewiring, amortised
+      await be.sync();
+      const r0 = performance.now();
+      be.rewireFfi(model.W2.p, model.idx, model.W2.m, model.W2.v, { fraction: cfg.rewireFraction, inputDim: H, seed: 1000 + B });
+      await be.sync();
+      const rewireMs = performance.now() - r0;
+      const withRewire = r.msStep + rewireMs / cfg.rewireInterval;
+      const row = {
+        variant: `${label}${split ? ', split backward' : ''}`, batch: B, msPerStep: r.msStep, meanMsPerStep: r.meanMs,
+        samplesPerSecond: (1000 * B) / r.msStep, rewireMs, msPerStepWithRewire: withRewire,
+        samplesPerSecondWithRewire: (1000 * B) / withRewire, peakBytes: r.peak, lastLoss: r.loss,
+      };
+      results.train.push(row);
+      console.log(`train [${row.variant}] B=${B}: median ${r.msStep.toFixed(3)} ms/step (mean ${r.meanMs.toFixed(3)}), ${row.samplesPerSecond.toFixed(0)} samples/s; ` +
+        `rewire ${rewireMs.toFixed(0)} ms -> ${withRewire.toFixed(3)} ms/step amortised over ${cfg.rewireInterval} (${row.samplesPerSecondWithRewire.toFixed(0)} samples/s); ` +
+        `peak GPU memory (allocator) ${mib(r.peak)} MiB; loss ${r.loss.toExponential(3)}`);
+    }
+    delete process.env[SPLIT];
+    if (label !== 'fp32') { st.dispose(); continue; }
+    // per-op profile: each op followed by a sync (each includes about one empty-sync round trip)
+    const prof = {};
+    const timed = async (name, f) => {
       await be.sync();
       const a = performance.now();
-      f(batch);
+      f();
       await be.sync();
       (prof[name] ??= []).push(performance.now() - a);
+    };
+    for (let i = 0; i < 8; i++) {
+      st.tick();
+      const batch = st.batch();
+      for (const [name, f] of Object.entries(st.ops)) await timed(name, () => f(batch));
+      process.env[SPLIT] = '1';
+      await timed('ffiBackward (split)', () => st.ops.ffiBackward(batch));
+      delete process.env[SPLIT];
     }
+    await be.sync();
+    const e0 = performance.now();
+    await be.sync();
+    const syncMs = performance.now() - e0;
+    results.profile[B] = Object.fromEntries(Object.entries(prof).map(([k, v]) => [k, median(v)]));
+    console.log(`  per-op (synchronised, median ms; an empty sync takes ${syncMs.toFixed(3)} ms): ` +
+      Object.entries(results.profile[B]).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', '));
+    // top-k inference
+    const tk = [];
+    for (let i = 0; i < 12; i++) {
+      const batch = st.pool[i % st.pool.length];
+      const a = performance.now();
+      st.x.write(batch.x);
+      be.denseForward(st.x, model.W1.p, model.b1.p, st.h);
+      be.reluForward(st.h, st.h);
+      const res = await be.ffiTopK(st.h, model.W2.p, model.idx, model.b2.p, cfg.topk);
+      if (res.labels.length !== B * cfg.topk) throw new Error('bad top-k result');
+      if (i >= 2) tk.push(performance.now() - a);
+    }
+    const tkMs = median(tk);
+    results.topk.push({ batch: B, msPerBatch: tkMs, samplesPerSecond: (1000 * B) / tkMs });
+    console.log(`top-${cfg.topk} inference B=${B}: median ${tkMs.toFixed(3)} ms/batch, ${((1000 * B) / tkMs).toFixed(0)} samples/s`);
+    st.dispose();
   }
-  await be.sync();
-  const e0 = performance.now();
-  await be.sync();
-  const syncMs = performance.now() - e0;
-  results.profile[B] = Object.fromEntries(Object.entries(prof).map(([k, v]) => [k, median(v)]));
-  console.log(`  per-op (synchronised, median ms; an empty sync takes ${syncMs.toFixed(3)} ms): ` +
-    Object.entries(results.profile[B]).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', '));
-
-  // top-k inference
-  const tk = [];
-  for (let i = 0; i < 12; i++) {
-    const batch = pool[i % pool.length];
-    const a = performance.now();
-    x.write(batch.x);
-    be.denseForward(x, W1.p, b1.p, h);
-    be.reluForward(h, h);
-    const res = await be.ffiTopK(h, W2.p, idx, b2.p, cfg.topk);
-    if (res.labels.length !== B * cfg.topk) throw new Error('bad top-k result');
-    if (i >= 2) tk.push(performance.now() - a);
-  }
-  const tkMs = median(tk);
-  results.topk.push({ batch: B, msPerBatch: tkMs, samplesPerSecond: (1000 * B) / tkMs });
-  console.log(`top-${cfg.topk} inference B=${B}: median ${tkMs.toFixed(3)} ms/batch, ${((1000 * B) / tkMs).toFixed(0)} samples/s`);
-  for (const q of [x, h, dH, scores, lossT]) q.dispose();
-  for (const p of pool) { p.ptr.dispose(); p.ids.dispose(); }
-  await be.sync();
 }
+
+await benchBackend(createBackend('cuda'), 'fp32', cfg.batches, [false, true]);
+if (!args.includes('--no-tf32')) await benchBackend(createBackend('cuda', { tf32: true }), 'tf32', [cfg.batches[0]], [false]);
 
 // --- PyTorch references ---------------------------------------------------------
 if (!args.includes('--no-torch')) {
@@ -226,7 +255,7 @@ if (!args.includes('--no-torch')) {
     if (line) {
       results.torch = JSON.parse(line);
       for (const row of results.torch.rows) {
-        const ours = results.train.find((q) => q.batch === row.batch);
+        const ours = results.train.find((q) => q.batch === row.batch && q.variant === 'fp32');
         const ratio = ours && row.samplesPerSecond ? (ours.samplesPerSecond / row.samplesPerSecond).toFixed(2) : 'n/a';
         console.log(`torch ${row.model} B=${row.batch}: ${row.error ? `failed: ${row.error}` : `${row.msPerStep.toFixed(3)} ms/step, ${row.samplesPerSecond.toFixed(0)} samples/s, peak ${mib(row.peakBytes)} MiB; ours/torch = ${ratio}`}`);
       }
@@ -242,6 +271,6 @@ const json = opt('json', null);
 if (json) writeFileSync(json, JSON.stringify(results, null, 2));
 console.log('\nsummary');
 for (const row of results.train)
-  console.log(`  train B=${row.batch}: ${row.samplesPerSecond.toFixed(0)} samples/s (${row.msPerStep.toFixed(3)} ms/step; ${row.samplesPerSecondWithRewire.toFixed(0)} with rewiring amortised), peak ${mib(row.peakBytes)} MiB`);
+  console.log(`  train [${row.variant}] B=${row.batch}: ${row.samplesPerSecond.toFixed(0)} samples/s (${row.msPerStep.toFixed(3)} ms/step; ${row.samplesPerSecondWithRewire.toFixed(0)} with rewiring amortised), peak ${mib(row.peakBytes)} MiB`);
 for (const row of results.topk) console.log(`  top-${cfg.topk} B=${row.batch}: ${row.samplesPerSecond.toFixed(0)} samples/s (${row.msPerBatch.toFixed(3)} ms/batch)`);
 process.exit(0);

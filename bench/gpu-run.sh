@@ -23,7 +23,7 @@ export PATH=/usr/local/cuda/bin:$PATH
 { nvidia-smi; nvcc --version; cmake --version; g++ --version | head -1; python3 -c 'import torch; print("torch", torch.__version__)'; } > "$OUT/env.txt" 2>&1
 note "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
 
-source .gpu/enter.sh > "$OUT/enter.log" 2>&1 || { note "enter.sh failed"; cat "$OUT/enter.log"; exit 1; }
+source .gpu/enter.sh >> "$OUT/env.txt" 2>&1 || { note "enter.sh failed"; tail "$OUT/env.txt"; exit 1; }
 mkdir -p /tmp/openblas && tar -xJf .gpu/openblas.tar.xz -C /tmp/openblas
 ln -sf libopenblas.so.0 /tmp/openblas/lib/libopenblas.so
 export LD_LIBRARY_PATH=/tmp/openblas/lib:${LD_LIBRARY_PATH:-}
@@ -45,13 +45,16 @@ note "addon: $addon: $(node -e 'const a = require(process.env.XMC_NATIVE_ADDON);
 
 t0=$(date +%s)
 timeout 170 npx vitest run test/cuda- > "$OUT/tests.log" 2>&1
-note "tests (exit $?, $(( $(date +%s) - t0 )) s): $(grep -E 'Tests +[0-9]' "$OUT/tests.log" | sed 's/\x1b\[[0-9;]*m//g' | tr -s ' ')"
+note "tests (exit $?, $(( $(date +%s) - t0 )) s): $(sed 's/\x1b\[[0-9;]*m//g' "$OUT/tests.log" | grep -E 'Tests +[0-9]' | tr -s ' ')"
 grep -E '✗|×|FAIL|AssertionError|Error:' "$OUT/tests.log" | sed 's/\x1b\[[0-9;]*m//g' | head -40
 
 t0=$(date +%s)
 timeout 70 compute-sanitizer --tool memcheck --error-exitcode 9 node bench/gpu-sanity.mjs > "$OUT/sanitizer.log" 2>&1
 note "compute-sanitizer memcheck (exit $?, $(( $(date +%s) - t0 )) s): $(grep -E 'ERROR SUMMARY|gpu-sanity:' "$OUT/sanitizer.log" | tr '\n' ' ')"
 grep -E 'FAIL|Invalid|out of bounds' "$OUT/sanitizer.log" | head -10
+t0=$(date +%s)
+timeout 60 compute-sanitizer --tool racecheck --error-exitcode 9 node bench/gpu-sanity.mjs > "$OUT/racecheck.log" 2>&1
+note "compute-sanitizer racecheck (exit $?, $(( $(date +%s) - t0 )) s): $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY|gpu-sanity:' "$OUT/racecheck.log" | tr '\n' ' ')"
 
 t0=$(date +%s)
 timeout 170 node bench/gpu-bench.mjs ${XMC_BENCH_ARGS:-} --json "$OUT/bench.json" > "$OUT/bench.log" 2>&1

@@ -92,15 +92,24 @@ __global__ __launch_bounds__(kThreads) void negative_kernel(const DeviceStatus* 
   const float* s = a.scores + b * a.L;
   float* d = a.d ? a.d + b * a.L : nullptr;
   float acc = 0.0f;
-  for (int64_t l = l0 + threadIdx.x; l < l1; l += kThreads) {
-    const float v = s[l];
-    if (!a.bce) {
-      const float m = fmaxf(0.0f, 1.0f + v);
-      acc += m * m;
-      if (d) d[l] = 2.0f * m * scale;
-    } else {
-      acc += softplus(v);
-      if (d) d[l] = sigmoid(v) * scale;
+  // 4 loads in flight per thread before any store (d may be s: each thread reads its own
+  // elements before it writes them, and no other thread touches them).
+  for (int64_t l = l0 + threadIdx.x; l < l1; l += 4 * kThreads) {
+    float v[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) v[u] = l + u * kThreads < l1 ? s[l + u * kThreads] : 0.0f;
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int64_t i = l + u * kThreads;
+      if (i >= l1) break;
+      if (!a.bce) {
+        const float m = fmaxf(0.0f, 1.0f + v[u]);
+        acc += m * m;
+        if (d) d[i] = 2.0f * m * scale;
+      } else {
+        acc += softplus(v[u]);
+        if (d) d[i] = sigmoid(v[u]) * scale;
+      }
     }
   }
   double total = warp_sum(static_cast<double>(acc));
