@@ -166,9 +166,7 @@ async function timeTraining(be, st, B) {
 }
 
 const results = { device: null, config: cfg, train: [], topk: [], profile: {}, torch: null };
-const SPLIT = 'XMC_CUDA_SPLIT_BACKWARD';
-
-async function benchBackend(be, label, batches, variants) {
+async function benchBackend(be, label, batches) {
   const info = be.info();
   results.device = info;
   console.log(`\n[${label}] device: ${info.name} (cc ${info.computeCapability}, ${info.multiprocessors} SMs), cuBLAS ${info.cublas}, TF32 ${info.tf32}`);
@@ -176,8 +174,7 @@ async function benchBackend(be, label, batches, variants) {
   console.log(`[${label}] parameters on the GPU: ${mib(be.memoryStats().currentBytes)} MiB (weights, gradients, Adam moments, sources)`);
   for (const B of batches) {
     const st = stepper(be, model, B);
-    for (const split of variants) {
-      if (split) process.env[SPLIT] = '1'; else delete process.env[SPLIT];
+    {
       const r = await timeTraining(be, st, B);
       // rewiring, amortised
       await be.sync();
@@ -187,7 +184,7 @@ async function benchBackend(be, label, batches, variants) {
       const rewireMs = performance.now() - r0;
       const withRewire = r.msStep + rewireMs / cfg.rewireInterval;
       const row = {
-        variant: `${label}${split ? ', split backward' : ''}`, batch: B, msPerStep: r.msStep, meanMsPerStep: r.meanMs,
+        variant: label, batch: B, msPerStep: r.msStep, meanMsPerStep: r.meanMs,
         samplesPerSecond: (1000 * B) / r.msStep, rewireMs, msPerStepWithRewire: withRewire,
         samplesPerSecondWithRewire: (1000 * B) / withRewire, peakBytes: r.peak, lastLoss: r.loss,
       };
@@ -196,7 +193,6 @@ async function benchBackend(be, label, batches, variants) {
         `rewire ${rewireMs.toFixed(0)} ms -> ${withRewire.toFixed(3)} ms/step amortised over ${cfg.rewireInterval} (${row.samplesPerSecondWithRewire.toFixed(0)} samples/s); ` +
         `peak GPU memory (allocator) ${mib(r.peak)} MiB; loss ${r.loss.toExponential(3)}`);
     }
-    delete process.env[SPLIT];
     if (label !== 'fp32') { st.dispose(); continue; }
     // per-op profile: each op followed by a sync (each includes about one empty-sync round trip)
     const prof = {};
@@ -211,9 +207,6 @@ async function benchBackend(be, label, batches, variants) {
       st.tick();
       const batch = st.batch();
       for (const [name, f] of Object.entries(st.ops)) await timed(name, () => f(batch));
-      process.env[SPLIT] = '1';
-      await timed('ffiBackward (split)', () => st.ops.ffiBackward(batch));
-      delete process.env[SPLIT];
     }
     await be.sync();
     const e0 = performance.now();
@@ -241,8 +234,8 @@ async function benchBackend(be, label, batches, variants) {
   }
 }
 
-await benchBackend(createBackend('cuda'), 'fp32', cfg.batches, [false, true]);
-if (!args.includes('--no-tf32')) await benchBackend(createBackend('cuda', { tf32: true }), 'tf32', [cfg.batches[0]], [false]);
+await benchBackend(createBackend('cuda'), 'fp32', cfg.batches);
+if (!args.includes('--no-tf32')) await benchBackend(createBackend('cuda', { tf32: true }), 'tf32', [cfg.batches[0]]);
 
 // --- PyTorch references ---------------------------------------------------------
 if (!args.includes('--no-torch')) {

@@ -25,8 +25,7 @@
 // transposed, g[label][row], in shared memory (coalesced 128-byte reads of
 // dOut rows), then a warp per label computes dB (warp sum), and per
 // connection the dot product for dW (warp sum) and the scatter into dXT with
-// atomics (float4 atomics on sm_90); XMC_CUDA_SPLIT_BACKWARD=1 runs dW/dB and the
-// scatter as two passes instead. Batches above 128 rows are done in
+// atomics (float4 atomics on sm_90). Batches above 128 rows are done in
 // chunks of 128; dW and dB accumulate across chunks in place (one writer).
 // Atomics make dX's rounding order vary between runs (not bitwise
 // deterministic, unlike dW and dB).
@@ -35,7 +34,6 @@
 // read as source 0 with weight 0, so a bad index never reaches memory; the
 // op's finalize_checks reports it. CSR structures are checked first by
 // check_csr_row_ptr (the kernels trust rowPtr once it passed).
-#include <cstdlib>
 #include <string>
 
 #include "common.cuh"
@@ -56,25 +54,6 @@ __device__ __forceinline__ int64_t row_end(const RowSparseDev& r, int64_t l) {
   return r.row_ptr ? static_cast<int64_t>(r.row_ptr[l + 1]) : (l + 1) * r.fan_in;
 }
 
-constexpr int kBatch = 8;  // connections whose gathers are issued together
-
-// The lane's part of a batch chunk of row `row` (xT + source * B + c0): 4 floats, 0 past nb.
-// kVec4: rows lane*4 .. lane*4+3 (one 16-byte load); else rows lane, lane+32, lane+64, lane+96.
-template <bool kVec4>
-__device__ __forceinline__ void gather(const float* row, int nb, int lane, float (&x)[4]) {
-  if (kVec4) {
-    if (lane * 4 < nb) {
-      const float4 v = *reinterpret_cast<const float4*>(row + lane * 4);
-      x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
-    } else {
-      x[0] = x[1] = x[2] = x[3] = 0.0f;
-    }
-  } else {
-#pragma unroll
-    for (int r = 0; r < 4; ++r) x[r] = lane + 32 * r < nb ? row[lane + 32 * r] : 0.0f;
-  }
-}
-
 // Lane's connection e (< e1) of a 32-wide group: weight and a safe source.
 __device__ __forceinline__ void load_connection(DeviceStatus* st, const RowSparseDev& rows, int64_t e, int64_t e1,
                                                 uint32_t I, float& w, uint32_t& s) {
@@ -92,7 +71,7 @@ __device__ __forceinline__ void load_connection(DeviceStatus* st, const RowSpars
 }
 
 template <bool kVec4>
-__global__ __launch_bounds__(kThreads, 2) void forward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
+__global__ __launch_bounds__(kThreads) void forward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
                                                            const float* xT, int B, uint32_t I, int64_t l0, int64_t l1,
                                                            float* out, int64_t ldo) {
   XMC_RETURN_IF_FAILED(st);
@@ -110,28 +89,23 @@ __global__ __launch_bounds__(kThreads, 2) void forward_kernel(DeviceStatus* st, 
         uint32_t s;
         load_connection(st, rows, e + lane, e1, I, w, s);
         const int n = (int)min64(32, e1 - e);
-        int j = 0;
-        // 8 connections at a time: their gathers are all in flight before the first FMA.
-        for (; j + kBatch <= n; j += kBatch) {
-          float wj[kBatch], x[kBatch][4];
-#pragma unroll
-          for (int u = 0; u < kBatch; ++u) {
-            wj[u] = __shfl_sync(kFullMask, w, j + u);
-            const uint32_t sj = __shfl_sync(kFullMask, s, j + u);
-            gather<kVec4>(xT + (int64_t)sj * B + c0, nb, lane, x[u]);
-          }
-#pragma unroll
-          for (int u = 0; u < kBatch; ++u)
-#pragma unroll
-            for (int r = 0; r < 4; ++r) acc[r] += wj[u] * x[u][r];
-        }
-        for (; j < n; ++j) {
+        for (int j = 0; j < n; ++j) {
           const float wj = __shfl_sync(kFullMask, w, j);
           const uint32_t sj = __shfl_sync(kFullMask, s, j);
-          float x[4];
-          gather<kVec4>(xT + (int64_t)sj * B + c0, nb, lane, x);
+          const float* xs = xT + (int64_t)sj * B + c0;
+          if (kVec4) {
+            if (lane * 4 < nb) {
+              const float4 v = *reinterpret_cast<const float4*>(xs + lane * 4);
+              acc[0] += wj * v.x;
+              acc[1] += wj * v.y;
+              acc[2] += wj * v.z;
+              acc[3] += wj * v.w;
+            }
+          } else {
 #pragma unroll
-          for (int r = 0; r < 4; ++r) acc[r] += wj * x[r];
+            for (int r = 0; r < 4; ++r)
+              if (lane + 32 * r < nb) acc[r] += wj * xs[lane + 32 * r];
+          }
         }
       }
       if (kVec4) {
@@ -151,28 +125,19 @@ __global__ __launch_bounds__(kThreads, 2) void forward_kernel(DeviceStatus* st, 
   }
 }
 
-// dXT[row + b] += w * g[b] for the lane's batch rows (as gather()); float4 atomics on sm_90.
-template <bool kVec4>
-__device__ __forceinline__ void scatter(float* row, int nb, int lane, float w, const float (&gv)[4]) {
-  if (kVec4) {
-    if (lane * 4 < nb) {
+__device__ __forceinline__ void scatter_add4(float* p, float a, float b, float c, float d) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-      atomicAdd(reinterpret_cast<float4*>(row + lane * 4), make_float4(w * gv[0], w * gv[1], w * gv[2], w * gv[3]));
+  atomicAdd(reinterpret_cast<float4*>(p), make_float4(a, b, c, d));
 #else
-#pragma unroll
-      for (int r = 0; r < 4; ++r) atomicAdd(row + lane * 4 + r, w * gv[r]);
+  atomicAdd(p, a);
+  atomicAdd(p + 1, b);
+  atomicAdd(p + 2, c);
+  atomicAdd(p + 3, d);
 #endif
-    }
-  } else {
-#pragma unroll
-    for (int r = 0; r < 4; ++r)
-      if (lane + 32 * r < nb) atomicAdd(row + lane + 32 * r, w * gv[r]);
-  }
 }
 
-// kGrads: dW and dB; kScatter: the dX scatter (both in one pass, or one pass each).
-template <bool kVec4, bool kGrads, bool kScatter>
-__global__ __launch_bounds__(kThreads, 2) void backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* xT, int B,
+template <bool kVec4>
+__global__ __launch_bounds__(kThreads) void backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* xT, int B,
                                                             uint32_t I, int64_t L, const float* dOut, float* dXT,
                                                             float* dW, float* dB) {
   XMC_RETURN_IF_FAILED(st);
@@ -202,54 +167,39 @@ __global__ __launch_bounds__(kThreads, 2) void backward_kernel(DeviceStatus* st,
 #pragma unroll
         for (int r = 0; r < 4; ++r) gv[r] = lane + 32 * r < nb ? g[t][lane + 32 * r] : 0.0f;
       }
-      if (kGrads) {
-        const float gsum = warp_sum((gv[0] + gv[1]) + (gv[2] + gv[3]));
-        if (lane == 0) dB[l] = first ? gsum : dB[l] + gsum;
-      }
+      const float gsum = warp_sum((gv[0] + gv[1]) + (gv[2] + gv[3]));
+      if (lane == 0) dB[l] = first ? gsum : dB[l] + gsum;
       for (int64_t e = e0; e < e1; e += 32) {
         float w;
         uint32_t s;
         load_connection(st, rows, e + lane, e1, I, w, s);
         const int n = (int)min64(32, e1 - e);
         float mine = 0.0f;  // lane j keeps the dot product of connection e + j
-        int j = 0;
-        for (; j + kBatch <= n; j += kBatch) {
-          float wj[kBatch];
-          int64_t base[kBatch];
+        for (int j = 0; j < n; ++j) {
+          const float wj = __shfl_sync(kFullMask, w, j);
+          const uint32_t sj = __shfl_sync(kFullMask, s, j);
+          const int64_t base = (int64_t)sj * B + c0;
+          float dot = 0.0f;
+          if (kVec4) {
+            if (lane * 4 < nb) {
+              const float4 v = *reinterpret_cast<const float4*>(xT + base + lane * 4);
+              dot = (gv[0] * v.x + gv[1] * v.y) + (gv[2] * v.z + gv[3] * v.w);
+              if (dXT) scatter_add4(dXT + base + lane * 4, wj * gv[0], wj * gv[1], wj * gv[2], wj * gv[3]);
+            }
+          } else {
 #pragma unroll
-          for (int u = 0; u < kBatch; ++u) {
-            wj[u] = __shfl_sync(kFullMask, w, j + u);
-            base[u] = (int64_t)__shfl_sync(kFullMask, s, j + u) * B + c0;
-          }
-          if (kGrads) {
-            float x[kBatch][4], dot[kBatch];
-#pragma unroll
-            for (int u = 0; u < kBatch; ++u) gather<kVec4>(xT + base[u], nb, lane, x[u]);
-#pragma unroll
-            for (int u = 0; u < kBatch; ++u) dot[u] = (gv[0] * x[u][0] + gv[1] * x[u][1]) + (gv[2] * x[u][2] + gv[3] * x[u][3]);
-#pragma unroll
-            for (int u = 0; u < kBatch; ++u) {
-              const float d = warp_sum(dot[u]);
-              if (lane == j + u) mine = d;
+            for (int r = 0; r < 4; ++r) {
+              const int b = lane + 32 * r;
+              if (b < nb) {
+                dot += gv[r] * xT[base + b];
+                if (dXT) atomicAdd(dXT + base + b, wj * gv[r]);
+              }
             }
           }
-          if (kScatter && dXT) {
-#pragma unroll
-            for (int u = 0; u < kBatch; ++u) scatter<kVec4>(dXT + base[u], nb, lane, wj[u], gv);
-          }
+          dot = warp_sum(dot);
+          if (lane == j) mine = dot;
         }
-        for (; j < n; ++j) {
-          const float wj = __shfl_sync(kFullMask, w, j);
-          const int64_t base = (int64_t)__shfl_sync(kFullMask, s, j) * B + c0;
-          if (kGrads) {
-            float x[4];
-            gather<kVec4>(xT + base, nb, lane, x);
-            const float d = warp_sum((gv[0] * x[0] + gv[1] * x[1]) + (gv[2] * x[2] + gv[3] * x[3]));
-            if (lane == j) mine = d;
-          }
-          if (kScatter && dXT) scatter<kVec4>(dXT + base, nb, lane, wj, gv);
-        }
-        if (kGrads && lane < n) dW[e + lane] = first ? mine : dW[e + lane] + mine;
+        if (lane < n) dW[e + lane] = first ? mine : dW[e + lane] + mine;
       }
     }
     __syncthreads();
@@ -284,32 +234,16 @@ void rowsparse_forward(const Launch& ctx, const RowSparseDev& rows, const float*
   check_launch(ctx.op, "rowsparse forward_kernel");
 }
 
-template <bool kGrads, bool kScatter>
-void launch_backward(const Launch& ctx, const RowSparseDev& rows, int64_t L, int64_t I, const float* xT, int64_t B,
-                     const float* dOut, float* dXT, float* dW, float* dB) {
-  const unsigned blocks = (unsigned)((L + kTileLabels - 1) / kTileLabels);
-  if (B % 4 == 0)
-    backward_kernel<true, kGrads, kScatter><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, xT, (int)B, (uint32_t)I, L, dOut, dXT, dW, dB);
-  else
-    backward_kernel<false, kGrads, kScatter><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, xT, (int)B, (uint32_t)I, L, dOut, dXT, dW, dB);
-  check_launch(ctx.op, "rowsparse backward_kernel");
-}
-
 void rowsparse_backward(const Launch& ctx, const RowSparseDev& rows, int64_t L, int64_t I, const float* xT, int64_t B,
                         const float* dOut, float* dXT, float* dW, float* dB) {
   if (L <= 0) return;
   check_dims(ctx, B, I);
-  // XMC_CUDA_SPLIT_BACKWARD=1: dW/dB and the dX scatter in two passes, so that each pass's
-  // working set (xT for the gathers, dXT for the atomics) has the L2 cache to itself.
-  const char* split = std::getenv("XMC_CUDA_SPLIT_BACKWARD");
-  if (dXT && split && split[0] == '1') {
-    launch_backward<true, false>(ctx, rows, L, I, xT, B, dOut, nullptr, dW, dB);
-    launch_backward<false, true>(ctx, rows, L, I, xT, B, dOut, dXT, dW, dB);
-  } else if (dXT) {
-    launch_backward<true, true>(ctx, rows, L, I, xT, B, dOut, dXT, dW, dB);
-  } else {
-    launch_backward<true, false>(ctx, rows, L, I, xT, B, dOut, nullptr, dW, dB);
-  }
+  const int64_t blocks = (L + kTileLabels - 1) / kTileLabels;
+  if (B % 4 == 0)
+    backward_kernel<true><<<(unsigned)blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, xT, (int)B, (uint32_t)I, L, dOut, dXT, dW, dB);
+  else
+    backward_kernel<false><<<(unsigned)blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, xT, (int)B, (uint32_t)I, L, dOut, dXT, dW, dB);
+  check_launch(ctx.op, "rowsparse backward_kernel");
 }
 
 void check_csr_row_ptr(const Launch& ctx, const uint32_t* row_ptr, int64_t L, int64_t nnz) {
