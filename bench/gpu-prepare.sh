@@ -6,7 +6,9 @@
 #                   sm_90, no cuBLAS), dist/, .gpu/ (node, npm, node_modules,
 #                   from ../shared/gpu/pack.sh) and .gpu/openblas.tar.xz.
 # Then, with the device tool: run `cd .gpu/cuda-wt && bash bench/gpu-run.sh`
-# carrying `.gpu/cuda-wt`.
+# carrying `.gpu/cuda-wt`. The device tool sends the session's checkout (not a
+# helper's worktree): the folder must be there, e.g. run this script in that
+# checkout, or copy .gpu/cuda-wt into it (.gpu/ is git-ignored).
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 cd "$root"
