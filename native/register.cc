@@ -12,6 +12,7 @@ void register_all(Napi::Env env, Napi::Object exports) {
   register_adam(env, exports);
   register_rewire(env, exports);
   register_topk(env, exports);
+  register_cuda(env, exports);
 }
 
 }  // namespace xmc

@@ -17,6 +17,9 @@ void register_loss(Napi::Env env, Napi::Object exports);     // lossForward
 void register_adam(Napi::Env env, Napi::Object exports);     // adam
 void register_rewire(Napi::Env env, Napi::Object exports);   // rewireFfi, rewireSparse
 void register_topk(Napi::Env env, Napi::Object exports);     // topK, denseTopK, ffiTopK, sparseTopK
+// CUDA backend (native/cuda/, see docs/BACKEND.md): CudaBackend, CudaTensor and
+// the op functions under exports.cuda; a no-op when built without CUDA.
+void register_cuda(Napi::Env env, Napi::Object exports);
 void register_all(Napi::Env env, Napi::Object exports);
 
 }  // namespace xmc

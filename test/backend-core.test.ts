@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createBackend } from '../src/native/index.js';
+import { backendInfo, createBackend } from '../src/native/index.js';
 import type { Backend } from '../src/native/index.js';
 import { CudaUnavailableError, NativeError } from '../src/errors.js';
 import { SEED, ffiRef, expectClose, randomFfiIdx, rng } from './ops-helpers.js';
@@ -122,8 +122,14 @@ describe('backend - argument checks at enqueue time', () => {
     expect(() => be.tensor('float32', [3]).write(new Float32Array(2) as never)).toThrow(/tensor.write: the array has 2 elements/);
   });
 
-  it('only the CPU backend exists for now', () => {
+  it('cuda without a usable GPU is a clean CudaUnavailableError; auto falls back to the CPU', () => {
+    const { cuda } = backendInfo();
+    if (cuda.compiled && cuda.deviceCount > 0 && !cuda.error) {
+      expect(createBackend('auto').kind).toBe('cuda');
+      return;
+    }
     expect(() => createBackend('cuda')).toThrow(CudaUnavailableError);
+    expect(createBackend('auto').kind).toBe('cpu');
   });
 });
 

@@ -20,8 +20,9 @@
  * - Layouts are row-major. Index tensors (FFI sources, CSR structure, label
  *   lists) are uint32; int32 is accepted too.
  */
-import { CudaUnavailableError, OptionError } from '../errors.js';
+import { OptionError } from '../errors.js';
 import { CpuBackend } from './cpu-backend.js';
+import { CudaBackend, cudaUnavailableReason } from './cuda-backend.js';
 
 export type DType = 'float32' | 'int32' | 'uint32';
 export type TypedArrayOf<D extends DType> = D extends 'float32' ? Float32Array : D extends 'int32' ? Int32Array : Uint32Array;
@@ -162,11 +163,20 @@ export type BackendKind = 'cpu' | 'cuda';
 export interface BackendOptions {
   /** Compute threads (CPU backend). Default: the hardware's thread count. */
   threads?: number;
+  /** CUDA device ordinal (CUDA backend). Default 0. */
+  device?: number;
+  /** Let cuBLAS use TF32 tensor cores for dense products (CUDA backend; ~1e-3 relative error). Default false. */
+  tf32?: boolean;
 }
 
-/** A backend of the given kind. The CUDA backend is not built yet. */
-export function createBackend(kind: BackendKind, options: BackendOptions = {}): Backend {
+/**
+ * A backend of the given kind: 'cpu', 'cuda' (throws CudaUnavailableError,
+ * saying why, when no GPU can be used) or 'auto' (CUDA when a GPU is
+ * visible and the addon has the CUDA backend, else CPU).
+ */
+export function createBackend(kind: BackendKind | 'auto', options: BackendOptions = {}): Backend {
   if (kind === 'cpu') return new CpuBackend(options);
-  if (kind === 'cuda') throw new CudaUnavailableError('CUDA backend unavailable: it is not implemented yet (only the CPU backend exists)');
-  throw new OptionError('backend', `must be 'cpu' or 'cuda', got ${String(kind)}`);
+  if (kind === 'cuda') return new CudaBackend(options);
+  if (kind === 'auto') return cudaUnavailableReason() === null ? new CudaBackend(options) : new CpuBackend(options);
+  throw new OptionError('backend', `must be 'cpu', 'cuda' or 'auto', got ${String(kind)}`);
 }

@@ -1,0 +1,269 @@
+#!/usr/bin/env node
+// GPU benchmark of the CUDA backend (npm run bench:gpu; needs `npm run build`).
+//
+// Model A670K-FFI32-64k: 768 inputs -> dense 65,536 + ReLU -> FFI layer with
+// fan-in 32 -> 670,091 labels (Amazon-670K's label count), squared-hinge
+// loss, Adam on all four parameters. One training step = a new batch written
+// (features; label lists cycle through a pool), denseForward, reluForward,
+// ffiForward, lossForward (gradient in place, loss read back), ffiBackward,
+// reluBackward, denseBackward, adam x4. Steps are pipelined as a trainer
+// would run them (the loss of step t is awaited after step t+1 is enqueued).
+// Rewiring (rewireFfi, 10% of the connections) is timed once and amortised
+// over an interval of 1000 steps. Top-k inference: dense + ReLU + ffiTopK
+// (k = 5, chunks of 8192 labels).
+//
+// Prints median ms/step and samples/s per batch size, peak GPU memory of the
+// backend's allocator, a per-op profile (each op synchronised: upper bounds),
+// and, where python3 with torch is present, PyTorch references from
+// bench/gpu-torch-ref.py run in the same job, with ratios.
+//
+//   node bench/gpu-bench.mjs [--batch 128,32] [--steps 40] [--labels 670091] [--hidden 65536]
+//                            [--fanin 32] [--input 768] [--no-torch] [--json file]
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createBackend } from '../dist/src/native/index.js';
+
+const args = process.argv.slice(2);
+const opt = (name, fallback) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const cfg = {
+  batches: opt('batch', '128,32').split(',').map(Number),
+  steps: Number(opt('steps', '40')),
+  warmup: 5,
+  input: Number(opt('input', '768')),
+  hidden: Number(opt('hidden', '65536')),
+  labels: Number(opt('labels', '670091')),
+  fanin: Number(opt('fanin', '32')),
+  labelsPerRow: 5,
+  rewireFraction: 0.1,
+  rewireInterval: 1000,
+  topk: 5,
+};
+const here = dirname(fileURLToPath(import.meta.url));
+
+// xorshift128+ for fast test data
+let s0 = 0x9e3779b9, s1 = 0x243f6a88;
+const rand = () => {
+  let x = s0, y = s1;
+  s0 = y;
+  x ^= x << 23;
+  x ^= x >>> 17;
+  x ^= y ^ (y >>> 26);
+  s1 = x;
+  return ((s0 + s1) >>> 0) / 4294967296;
+};
+const normal = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+const floats = (n, scale) => {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (rand() * 2 - 1) * scale;
+  return a;
+};
+const median = (a) => {
+  const s = [...a].sort((p, q) => p - q);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const mib = (b) => (b / 2 ** 20).toFixed(1);
+
+// --- parameters (host copies, so that a second backend can load the same model) ---
+const { input: D, hidden: H, labels: L, fanin: K } = cfg;
+const t0 = performance.now();
+const idxHost = new Uint32Array(L * K);
+for (let l = 0; l < L; l++) {
+  const row = idxHost.subarray(l * K, (l + 1) * K);
+  for (let j = 0; j < K; j++) {
+    let s;
+    do s = Math.floor(rand() * H);
+    while (row.subarray(0, j).includes(s));
+    row[j] = s;
+  }
+}
+const host = { W1: floats(H * D, Math.sqrt(6 / D)), W2: floats(L * K, Math.sqrt(3 / K)), idx: idxHost };
+const batchesHost = new Map(cfg.batches.map((B) => [B, Array.from({ length: 4 }, () => {
+  const ptr = new Uint32Array(B + 1), ids = new Uint32Array(B * cfg.labelsPerRow);
+  for (let b = 0; b < B; b++) {
+    ptr[b + 1] = ptr[b] + cfg.labelsPerRow;
+    for (let j = 0; j < cfg.labelsPerRow; j++) ids[b * cfg.labelsPerRow + j] = Math.floor(rand() * L);
+  }
+  const x = new Float32Array(B * D);
+  for (let i = 0; i < x.length; i++) x[i] = normal() / Math.sqrt(D);
+  return { x, ptr, ids };
+})]));
+console.log(`model A670K-FFI32-64k: ${D} -> ${H} ReLU -> FFI k=${K} -> ${L} labels (host data in ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+
+async function loadModel(be) {
+  const param = (data, shape) => {
+    const p = be.fromArray(data, shape);
+    const m = be.tensor('float32', shape), v = be.tensor('float32', shape), g = be.tensor('float32', shape);
+    be.fill(m, 0);
+    be.fill(v, 0);
+    return { p, m, v, g };
+  };
+  const model = {
+    W1: param(host.W1, [H, D]), b1: param(new Float32Array(H), [H]),
+    W2: param(host.W2, [L, K]), b2: param(new Float32Array(L), [L]),
+    idx: be.fromArray(host.idx, [L, K]),
+  };
+  await be.sync();
+  return model;
+}
+
+/** Buffers and the ops of one training step at batch B. */
+function stepper(be, model, B) {
+  const { W1, b1, W2, b2, idx } = model;
+  const x = be.tensor('float32', [B, D]), h = be.tensor('float32', [B, H]), dH = be.tensor('float32', [B, H]);
+  const scores = be.tensor('float32', [B, L]), lossT = be.tensor('float32', [1]);
+  const pool = batchesHost.get(B).map((q) => ({ x: q.x, ptr: be.fromArray(q.ptr), ids: be.fromArray(q.ids) }));
+  let t = 0;
+  const ops = {
+    write: (batch) => x.write(batch.x),
+    denseForward: () => be.denseForward(x, W1.p, b1.p, h),
+    reluForward: () => be.reluForward(h, h),
+    ffiForward: () => be.ffiForward(h, W2.p, idx, b2.p, scores),
+    lossForward: (batch) => be.lossForward(scores, batch.ptr, batch.ids, scores, { out: lossT }),
+    ffiBackward: () => be.ffiBackward(h, W2.p, idx, scores, dH, W2.g, b2.g),
+    reluBackward: () => be.reluBackward(h, dH, dH),
+    denseBackward: () => be.denseBackward(x, W1.p, dH, null, W1.g, b1.g),
+    adam: () => {
+      for (const q of [W1, b1, W2, b2]) be.adam(q.p, q.g, q.m, q.v, { lr: 1e-3, step: t });
+    },
+  };
+  const step = () => {
+    t++;
+    const batch = pool[t % pool.length];
+    for (const f of Object.values(ops)) f(batch);
+    return lossT.read();
+  };
+  const dispose = () => {
+    for (const q of [x, h, dH, scores, lossT]) q.dispose();
+    for (const q of pool) { q.ptr.dispose(); q.ids.dispose(); }
+  };
+  return { ops, step, pool, x, h, lossT, dispose, batch: () => pool[t % pool.length], tick: () => ++t };
+}
+
+/** Median ms/step of pipelined training steps (the loss of step t awaited after step t+1 is enqueued). */
+async function timeTraining(be, st, B) {
+  for (let i = 0; i < cfg.warmup; i++) await st.step();
+  be.resetPeakMemory();
+  const done = [];
+  const tStart = performance.now();
+  let prev = st.step();
+  for (let i = 1; i < cfg.steps; i++) {
+    const next = st.step();
+    const v = await prev;
+    if (!Number.isFinite(v[0])) throw new Error(`loss is ${v[0]}`);
+    done.push(performance.now());
+    prev = next;
+  }
+  const last = await prev;
+  done.push(performance.now());
+  const total = performance.now() - tStart;
+  const msStep = median(done.slice(1).map((d, i) => d - done[i]));
+  return { msStep, meanMs: total / cfg.steps, peak: be.memoryStats().peakBytes, loss: last[0] };
+}
+
+const results = { device: null, config: cfg, train: [], topk: [], profile: {}, torch: null };
+async function benchBackend(be, label, batches) {
+  const info = be.info();
+  results.device = info;
+  console.log(`\n[${label}] device: ${info.name} (cc ${info.computeCapability}, ${info.multiprocessors} SMs), cuBLAS ${info.cublas}, TF32 ${info.tf32}`);
+  const model = await loadModel(be);
+  console.log(`[${label}] parameters on the GPU: ${mib(be.memoryStats().currentBytes)} MiB (weights, gradients, Adam moments, sources)`);
+  for (const B of batches) {
+    const st = stepper(be, model, B);
+    {
+      const r = await timeTraining(be, st, B);
+      // rewiring, amortised
+      await be.sync();
+      const r0 = performance.now();
+      be.rewireFfi(model.W2.p, model.idx, model.W2.m, model.W2.v, { fraction: cfg.rewireFraction, inputDim: H, seed: 1000 + B });
+      await be.sync();
+      const rewireMs = performance.now() - r0;
+      const withRewire = r.msStep + rewireMs / cfg.rewireInterval;
+      const row = {
+        variant: label, batch: B, msPerStep: r.msStep, meanMsPerStep: r.meanMs,
+        samplesPerSecond: (1000 * B) / r.msStep, rewireMs, msPerStepWithRewire: withRewire,
+        samplesPerSecondWithRewire: (1000 * B) / withRewire, peakBytes: r.peak, lastLoss: r.loss,
+      };
+      results.train.push(row);
+      console.log(`train [${row.variant}] B=${B}: median ${r.msStep.toFixed(3)} ms/step (mean ${r.meanMs.toFixed(3)}), ${row.samplesPerSecond.toFixed(0)} samples/s; ` +
+        `rewire ${rewireMs.toFixed(0)} ms -> ${withRewire.toFixed(3)} ms/step amortised over ${cfg.rewireInterval} (${row.samplesPerSecondWithRewire.toFixed(0)} samples/s); ` +
+        `peak GPU memory (allocator) ${mib(r.peak)} MiB; loss ${r.loss.toExponential(3)}`);
+    }
+    if (label !== 'fp32') { st.dispose(); continue; }
+    // per-op profile: each op followed by a sync (each includes about one empty-sync round trip)
+    const prof = {};
+    const timed = async (name, f) => {
+      await be.sync();
+      const a = performance.now();
+      f();
+      await be.sync();
+      (prof[name] ??= []).push(performance.now() - a);
+    };
+    for (let i = 0; i < 8; i++) {
+      st.tick();
+      const batch = st.batch();
+      for (const [name, f] of Object.entries(st.ops)) await timed(name, () => f(batch));
+    }
+    await be.sync();
+    const e0 = performance.now();
+    await be.sync();
+    const syncMs = performance.now() - e0;
+    results.profile[B] = Object.fromEntries(Object.entries(prof).map(([k, v]) => [k, median(v)]));
+    console.log(`  per-op (synchronised, median ms; an empty sync takes ${syncMs.toFixed(3)} ms): ` +
+      Object.entries(results.profile[B]).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', '));
+    // top-k inference
+    const tk = [];
+    for (let i = 0; i < 12; i++) {
+      const batch = st.pool[i % st.pool.length];
+      const a = performance.now();
+      st.x.write(batch.x);
+      be.denseForward(st.x, model.W1.p, model.b1.p, st.h);
+      be.reluForward(st.h, st.h);
+      const res = await be.ffiTopK(st.h, model.W2.p, model.idx, model.b2.p, cfg.topk);
+      if (res.labels.length !== B * cfg.topk) throw new Error('bad top-k result');
+      if (i >= 2) tk.push(performance.now() - a);
+    }
+    const tkMs = median(tk);
+    results.topk.push({ batch: B, msPerBatch: tkMs, samplesPerSecond: (1000 * B) / tkMs });
+    console.log(`top-${cfg.topk} inference B=${B}: median ${tkMs.toFixed(3)} ms/batch, ${((1000 * B) / tkMs).toFixed(0)} samples/s`);
+    st.dispose();
+  }
+}
+
+await benchBackend(createBackend('cuda'), 'fp32', cfg.batches);
+if (!args.includes('--no-tf32')) await benchBackend(createBackend('cuda', { tf32: true }), 'tf32', [cfg.batches[0]]);
+
+// --- PyTorch references ---------------------------------------------------------
+if (!args.includes('--no-torch')) {
+  const py = spawnSync('python3', ['-c', 'import torch; print(torch.cuda.is_available())'], { encoding: 'utf8' });
+  if (py.status === 0 && py.stdout.trim() === 'True') {
+    const r = spawnSync('python3', [join(here, 'gpu-torch-ref.py'), '--batch', cfg.batches.join(','), '--labels', String(L), '--hidden', String(H), '--fanin', String(K), '--input', String(D)],
+      { encoding: 'utf8', env: { ...process.env, PYTHONUNBUFFERED: '1' }, timeout: 110_000 });
+    process.stdout.write(r.stderr ?? '');
+    const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith('{'));
+    if (line) {
+      results.torch = JSON.parse(line);
+      for (const row of results.torch.rows) {
+        const ours = results.train.find((q) => q.batch === row.batch && q.variant === 'fp32');
+        const ratio = ours && row.samplesPerSecond ? (ours.samplesPerSecond / row.samplesPerSecond).toFixed(2) : 'n/a';
+        console.log(`torch ${row.model} B=${row.batch}: ${row.error ? `failed: ${row.error}` : `${row.msPerStep.toFixed(3)} ms/step, ${row.samplesPerSecond.toFixed(0)} samples/s, peak ${mib(row.peakBytes)} MiB; ours/torch = ${ratio}`}`);
+      }
+    } else {
+      console.log(`torch reference produced no result (status ${r.status}): ${(r.stdout ?? '').slice(-500)}`);
+    }
+  } else {
+    console.log('torch reference skipped: python3 with CUDA torch not found');
+  }
+}
+
+const json = opt('json', null);
+if (json) writeFileSync(json, JSON.stringify(results, null, 2));
+console.log('\nsummary');
+for (const row of results.train)
+  console.log(`  train [${row.variant}] B=${row.batch}: ${row.samplesPerSecond.toFixed(0)} samples/s (${row.msPerStep.toFixed(3)} ms/step; ${row.samplesPerSecondWithRewire.toFixed(0)} with rewiring amortised), peak ${mib(row.peakBytes)} MiB`);
+for (const row of results.topk) console.log(`  top-${cfg.topk} B=${row.batch}: ${row.samplesPerSecond.toFixed(0)} samples/s (${row.msPerBatch.toFixed(3)} ms/batch)`);
+process.exit(0);

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Everything the GPU host does in one call (see /work/shared/gpu/README.md):
+#   1. environment (nvidia-smi, nvcc, torch)
+#   2. build the addon there with the host's full CUDA toolkit (cuBLAS) into
+#      build-gpu/; if that fails, keep the build carried from the dev machine
+#   3. the CUDA tests (npx vitest run test/cuda-)
+#   4. compute-sanitizer memcheck on a small run of every op (bench/gpu-sanity.mjs)
+#   5. the benchmark (bench/gpu-bench.mjs), with the PyTorch references
+# Logs go to $OUT (the device tool brings them back); the end of stdout is a summary.
+#
+# Needs, next to the sources: .gpu/ (bash ../shared/gpu/pack.sh), .gpu/openblas.tar.xz
+# (OpenBLAS runtime and headers for the CPU reference backend: bench/gpu-prepare.sh
+# makes it), build/ (the carried addon) and dist/ (npm run build:ts).
+set -u
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+OUT=${OUT:-/tmp/xmc-gpu-out}
+mkdir -p "$OUT"
+summary="$OUT/summary.txt"
+: > "$summary"
+note() { echo "== $*" | tee -a "$summary"; }
+export PATH=/usr/local/cuda/bin:$PATH
+
+{ nvidia-smi; nvcc --version; cmake --version; g++ --version | head -1; python3 -c 'import torch; print("torch", torch.__version__)'; } > "$OUT/env.txt" 2>&1
+note "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
+
+source .gpu/enter.sh >> "$OUT/env.txt" 2>&1 || { note "enter.sh failed"; tail "$OUT/env.txt"; exit 1; }
+mkdir -p /tmp/openblas && tar -xJf .gpu/openblas.tar.xz -C /tmp/openblas
+ln -sf libopenblas.so.0 /tmp/openblas/lib/libopenblas.so
+export LD_LIBRARY_PATH=/tmp/openblas/lib:${LD_LIBRARY_PATH:-}
+export CMAKE_PREFIX_PATH=/tmp/openblas
+
+addon=$PWD/build/Release/xmc_native.node
+t0=$(date +%s)
+if timeout 200 env XMC_CUDA=ON XMC_CUDA_ARCHS=${XMC_CUDA_ARCHS:-90} CMAKE_BUILD_PARALLEL_LEVEL=16 \
+    npx cmake-js compile --directory . --out build-gpu > "$OUT/build.log" 2>&1 \
+    && [ -f build-gpu/Release/xmc_native.node ]; then
+  addon=$PWD/build-gpu/Release/xmc_native.node
+  note "built on the GPU host in $(( $(date +%s) - t0 )) s: $(grep -o 'xmc_native: .*' "$OUT/build.log" | head -1)"
+else
+  note "build on the GPU host failed after $(( $(date +%s) - t0 )) s (build.log); using the carried build"
+  grep -E 'error|Error|CMake' "$OUT/build.log" | head -20
+fi
+export XMC_NATIVE_ADDON=$addon
+note "addon: $addon: $(node -e 'const a = require(process.env.XMC_NATIVE_ADDON); console.log(JSON.stringify(a.backendInfo().cuda))' 2>&1)"
+
+t0=$(date +%s)
+timeout 170 npx vitest run test/cuda- > "$OUT/tests.log" 2>&1
+note "tests (exit $?, $(( $(date +%s) - t0 )) s): $(sed 's/\x1b\[[0-9;]*m//g' "$OUT/tests.log" | grep -E 'Tests +[0-9]' | tr -s ' ')"
+grep -E '✗|×|FAIL|AssertionError|Error:' "$OUT/tests.log" | sed 's/\x1b\[[0-9;]*m//g' | head -40
+
+t0=$(date +%s)
+timeout 70 compute-sanitizer --tool memcheck --error-exitcode 9 node bench/gpu-sanity.mjs > "$OUT/sanitizer.log" 2>&1
+note "compute-sanitizer memcheck (exit $?, $(( $(date +%s) - t0 )) s): $(grep -E 'ERROR SUMMARY|gpu-sanity:' "$OUT/sanitizer.log" | tr '\n' ' ')"
+grep -E 'FAIL|Invalid|out of bounds' "$OUT/sanitizer.log" | head -10
+t0=$(date +%s)
+timeout 60 compute-sanitizer --tool racecheck --error-exitcode 9 node bench/gpu-sanity.mjs > "$OUT/racecheck.log" 2>&1
+note "compute-sanitizer racecheck (exit $?, $(( $(date +%s) - t0 )) s): $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY|gpu-sanity:' "$OUT/racecheck.log" | tr '\n' ' ')"
+
+t0=$(date +%s)
+timeout 170 npm run bench:gpu -- ${XMC_BENCH_ARGS:-} --json "$OUT/bench.json" > "$OUT/bench.log" 2>&1
+note "bench (exit $?, $(( $(date +%s) - t0 )) s)"
+grep -vE '^torch (dense|ffi)-.* B=[0-9]+: \{' "$OUT/bench.log" | tail -30
+
+echo; echo "---- summary"; cat "$summary"

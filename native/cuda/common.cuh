@@ -1,0 +1,55 @@
+// Device-side helpers shared by the CUDA kernels (included by *.cu only).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels.h"
+
+namespace xmc::cuda {
+
+constexpr unsigned kFullMask = 0xFFFFFFFFu;
+
+// Every kernel starts with this: an op that failed earlier halts the ops after it.
+#define XMC_RETURN_IF_FAILED(status) \
+  do {                               \
+    if ((status)->code != 0) return; \
+  } while (0)
+
+// Records a failed check of `rank` at `position`; the smallest (rank, position) wins.
+__device__ __forceinline__ void record_failure(DeviceStatus* status, uint32_t rank, unsigned long long position) {
+  const unsigned long long key = (static_cast<unsigned long long>(rank) << 48) | position;
+  atomicMax(&status->candidate, ~key);
+}
+
+__host__ __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+__host__ __device__ __forceinline__ int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
+  return v;
+}
+
+__device__ __forceinline__ double warp_sum(double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
+  return v;
+}
+
+// splitmix64 finaliser (native/cpu/backend.h mix64): the counter hash of dropout masks.
+__device__ __forceinline__ uint64_t mix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Blocks for a grid-stride loop over n elements.
+inline unsigned grid_for(int64_t n, int threads, unsigned max_blocks = 8192) {
+  int64_t blocks = (n + threads - 1) / threads;
+  if (blocks > max_blocks) blocks = max_blocks;
+  return static_cast<unsigned>(blocks < 1 ? 1 : blocks);
+}
+
+}  // namespace xmc::cuda

@@ -1,0 +1,118 @@
+// Elementwise ops and the transpose of the CUDA backend.
+//
+//   fill_u32(p, n, bits)            p[i] = bits (float, int32 and uint32 tensors alike)
+//   copy_u32(src, dst, n)           dst[i] = src[i]
+//   relu_forward(x, out)            out = max(x, 0), NaN stays NaN (out may be x)
+//   relu_backward(out, dOut, dX)    dX = out > 0 ? dOut : 0 (dX may alias either input)
+//   dropout(x, out, p, seed)        out = keep ? x / (1 - p) : 0 with
+//                                   keep[i] = (mix64(seed + i * 0x9E3779B97F4A7C15) >> 40) * 2^-24 >= p,
+//                                   i the flat index: the CPU backend's mask, bit for bit
+//   transpose(x [rows, cols]) -> xT [cols, rows]   (32 x 32 tiles through shared memory)
+//
+// Layout: flat arrays of n 4-byte elements; grid-stride loops, one element
+// per thread and step (these ops are memory bound and rare next to the layers).
+#include <string>
+
+#include "common.cuh"
+
+namespace xmc::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void fill_kernel(const DeviceStatus* st, uint32_t* p, int64_t n, uint32_t bits) {
+  XMC_RETURN_IF_FAILED(st);
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) p[i] = bits;
+}
+
+__global__ void copy_kernel(const DeviceStatus* st, const uint32_t* src, uint32_t* dst, int64_t n) {
+  XMC_RETURN_IF_FAILED(st);
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) dst[i] = src[i];
+}
+
+__global__ void relu_forward_kernel(const DeviceStatus* st, const float* x, float* out, int64_t n) {
+  XMC_RETURN_IF_FAILED(st);
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const float a = x[i];
+    out[i] = a < 0.0f ? 0.0f : a;
+  }
+}
+
+__global__ void relu_backward_kernel(const DeviceStatus* st, const float* y, const float* g, float* d, int64_t n) {
+  XMC_RETURN_IF_FAILED(st);
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    d[i] = y[i] > 0.0f ? g[i] : 0.0f;
+}
+
+__global__ void dropout_kernel(const DeviceStatus* st, const float* x, float* out, int64_t n, float p, float scale,
+                               uint64_t seed) {
+  XMC_RETURN_IF_FAILED(st);
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const uint64_t h = mix64(seed + static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ull);
+    const float u = static_cast<float>(h >> 40) * (1.0f / 16777216.0f);
+    out[i] = u >= p ? x[i] * scale : 0.0f;
+  }
+}
+
+// One 32 x 32 tile per block of 32 x 8 threads (row tiles beyond the grid's y
+// limit loop); the +1 column avoids shared-memory bank conflicts.
+__global__ void transpose_kernel(const DeviceStatus* st, const float* x, int64_t rows, int64_t cols, float* xT) {
+  XMC_RETURN_IF_FAILED(st);
+  __shared__ float tile[32][33];
+  const int64_t c0 = (int64_t)blockIdx.x * 32;
+  for (int64_t r0 = (int64_t)blockIdx.y * 32; r0 < rows; r0 += (int64_t)gridDim.y * 32) {
+    for (int j = threadIdx.y; j < 32; j += 8) {
+      const int64_t r = r0 + j, c = c0 + threadIdx.x;
+      if (r < rows && c < cols) tile[j][threadIdx.x] = x[r * cols + c];
+    }
+    __syncthreads();
+    for (int j = threadIdx.y; j < 32; j += 8) {
+      const int64_t c = c0 + j, r = r0 + threadIdx.x;
+      if (r < rows && c < cols) xT[c * rows + r] = tile[threadIdx.x][j];
+    }
+    __syncthreads();
+  }
+}
+
+}  // namespace
+
+void fill_u32(const Launch& ctx, uint32_t* p, int64_t n, uint32_t bits) {
+  if (n <= 0) return;
+  fill_kernel<<<grid_for(n, kThreads), kThreads, 0, ctx.stream>>>(ctx.status, p, n, bits);
+  check_launch(ctx.op, "fill_kernel");
+}
+
+void copy_u32(const Launch& ctx, const uint32_t* src, uint32_t* dst, int64_t n) {
+  if (n <= 0 || src == dst) return;
+  copy_kernel<<<grid_for(n, kThreads), kThreads, 0, ctx.stream>>>(ctx.status, src, dst, n);
+  check_launch(ctx.op, "copy_kernel");
+}
+
+void relu_forward(const Launch& ctx, const float* x, float* out, int64_t n) {
+  if (n <= 0) return;
+  relu_forward_kernel<<<grid_for(n, kThreads), kThreads, 0, ctx.stream>>>(ctx.status, x, out, n);
+  check_launch(ctx.op, "relu_forward_kernel");
+}
+
+void relu_backward(const Launch& ctx, const float* out, const float* dOut, float* dX, int64_t n) {
+  if (n <= 0) return;
+  relu_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, ctx.stream>>>(ctx.status, out, dOut, dX, n);
+  check_launch(ctx.op, "relu_backward_kernel");
+}
+
+void dropout(const Launch& ctx, const float* x, float* out, int64_t n, float p, uint64_t seed) {
+  if (n <= 0) return;
+  const float scale = 1.0f / (1.0f - p);  // as the CPU backend computes it
+  dropout_kernel<<<grid_for(n, kThreads), kThreads, 0, ctx.stream>>>(ctx.status, x, out, n, p, scale, seed);
+  check_launch(ctx.op, "dropout_kernel");
+}
+
+void transpose(const Launch& ctx, const float* x, int64_t rows, int64_t cols, float* xT) {
+  if (rows <= 0 || cols <= 0) return;
+  const int64_t gx = (cols + 31) / 32, gy = (rows + 31) / 32;
+  if (gx > 2147483647) throw CudaFailure(std::string(ctx.op) + ": transpose: too many columns");
+  transpose_kernel<<<dim3((unsigned)gx, (unsigned)(gy < 65535 ? gy : 65535)), dim3(32, 8), 0, ctx.stream>>>(ctx.status, x, rows, cols, xT);
+  check_launch(ctx.op, "transpose_kernel");
+}
+
+}  // namespace xmc::cuda

@@ -1,0 +1,142 @@
+// The CUDA backend's kernel launchers: what the host side (backend.cc and the
+// *_ops.cc files, compiled by the C++ compiler) may call in the *.cu files
+// (compiled by nvcc). Plain C++ over device pointers and a stream; no N-API.
+//
+// Every launcher
+//   - enqueues its kernels on `ctx.stream` and returns at once,
+//   - checks the launch (cudaGetLastError) and throws CudaFailure naming the
+//     op, the call and CUDA's message,
+//   - skips launches with nothing to do (a grid of 0 blocks is an error in CUDA).
+//
+// Run-time failures (an index out of range, an invalid CSR structure...) are
+// recorded on the device in the backend's DeviceStatus block (below): kernels
+// that check data call record_failure(), a finalize kernel turns the first
+// failure found into the status record, and every kernel of the backend
+// starts with `if (status->code) return;` so that the ops enqueued after a
+// failure are skipped until the next promise-bearing task reads and clears
+// the status (see backend.h).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace xmc::cuda {
+
+// A failed CUDA call: "<op>: <call> failed: <CUDA's message>".
+struct CudaFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+// cudaMalloc* found no memory: reported as a RangeError like the CPU's out-of-memory.
+struct DeviceOutOfMemory : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Throws CudaFailure (DeviceOutOfMemory for cudaErrorMemoryAllocation) unless err is cudaSuccess.
+void check(cudaError_t err, const char* op, const char* call);
+// check(cudaGetLastError(), op, kernel) after a launch.
+void check_launch(const char* op, const char* kernel);
+
+// One per backend, in device memory (64 bytes). All fields 0: no failure.
+struct DeviceStatus {
+  uint32_t code;                  // rank of the failed check (op specific, 1..15); 0: none
+  uint32_t serial;                // the failing op (CudaDevice::register_check)
+  unsigned long long position;    // flat position of the first failure
+  uint32_t v0, v1;                // the values found there (see CheckValues)
+  unsigned long long candidate;   // ~((rank << 48) | position), atomicMax'ed by the running op; 0: none
+  unsigned long long pad[4];
+};
+static_assert(sizeof(DeviceStatus) == 64, "DeviceStatus is one 64-byte block");
+
+// What every launcher needs.
+struct Launch {
+  cudaStream_t stream;
+  DeviceStatus* status;
+  const char* op;  // for messages
+};
+
+// Where finalize_checks reads the values of the failure it reports: for the
+// check of rank r (1-based), v0 = v0_src[r-1][position] and v1 = v1_src[r-1][position]
+// (null: 0).
+struct CheckValues {
+  const uint32_t* v0_src[4] = {nullptr, nullptr, nullptr, nullptr};
+  const uint32_t* v1_src[4] = {nullptr, nullptr, nullptr, nullptr};
+};
+
+// Turns the first failure recorded by the running op (if any, and if no op
+// failed before) into the status record with this serial; clears the candidate.
+void finalize_checks(const Launch& ctx, uint32_t serial, const CheckValues& values);
+
+// --- elementwise.cu ---------------------------------------------------------
+void fill_u32(const Launch& ctx, uint32_t* p, int64_t n, uint32_t bits);
+void copy_u32(const Launch& ctx, const uint32_t* src, uint32_t* dst, int64_t n);
+void relu_forward(const Launch& ctx, const float* x, float* out, int64_t n);
+void relu_backward(const Launch& ctx, const float* out, const float* dOut, float* dX, int64_t n);
+void dropout(const Launch& ctx, const float* x, float* out, int64_t n, float p, uint64_t seed);
+// x [rows, cols] -> xT [cols, rows]
+void transpose(const Launch& ctx, const float* x, int64_t rows, int64_t cols, float* xT);
+
+// --- dense.cu ---------------------------------------------------------------
+// out[b, o] += bias[o] for out [B, O] with row stride ldo
+void add_bias_rows(const Launch& ctx, float* out, const float* bias, int64_t B, int64_t O, int64_t ldo);
+// dB[o] = sum_b g[b, o] for g [B, O] (summed in row order, like the CPU backend)
+void column_sums(const Launch& ctx, const float* g, int64_t B, int64_t O, float* dB);
+// Row-major C[M, N] = op(A)[M, K] op(B)[K, N] with our own tiled kernel (the
+// fallback when cuBLAS is not built in; gemm.cc chooses).
+void sgemm_fallback(const Launch& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                    int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc);
+
+// --- rowsparse.cu (FFI and CSR layers) --------------------------------------
+struct RowSparseDev {
+  const uint32_t* row_ptr;  // [L+1], or null for fixed fan-in
+  int64_t fan_in;           // k when row_ptr is null
+  const uint32_t* src;      // [nnz] sources (< I, checked by the kernels: rank `src_rank`)
+  const float* weight;      // [nnz]
+  uint32_t src_rank;        // check rank reported for a source >= I
+};
+// out[b * ldo + (l - l0)] = bias[l] + sum_e W[e] xT[src[e], b] for l in [l0, l1); bias may be null.
+void rowsparse_forward(const Launch& ctx, const RowSparseDev& rows, const float* bias, const float* xT, int64_t B,
+                       int64_t I, int64_t l0, int64_t l1, float* out, int64_t ldo);
+// dB, dW overwritten; dXT [I, B] (may be null) must be zero and receives the scatter (atomics).
+void rowsparse_backward(const Launch& ctx, const RowSparseDev& rows, int64_t L, int64_t I, const float* xT, int64_t B,
+                        const float* dOut, float* dXT, float* dW, float* dB);
+// rowPtr checks, ranks 1 (rowPtr[0] != 0), 2 (rowPtr[l+1] < rowPtr[l]), 3 (rowPtr[L] != nnz).
+void check_csr_row_ptr(const Launch& ctx, const uint32_t* row_ptr, int64_t L, int64_t nnz);
+
+// --- loss.cu -----------------------------------------------------------------
+// labelPtr checks, ranks 1 (labelPtr[0] != 0), 2 (labelPtr[b+1] < labelPtr[b]), 3 (labelPtr[B] > nids).
+void check_label_ptr(const Launch& ctx, const uint32_t* label_ptr, int64_t B, int64_t nids);
+struct LossArgs {
+  bool bce;
+  const float* scores;  // [B, L]
+  float* d;             // [B, L] or null; may be scores
+  const uint32_t* label_ptr;
+  const uint32_t* label_ids;
+  int64_t nids, B, L, offset;
+  double inv;  // 1 / (B * normaliser), 0 when B = 0
+  float* loss;  // [1]
+};
+// Scratch the loss needs (bytes), given B, L and nids.
+size_t loss_scratch_bytes(int64_t B, int64_t L, int64_t nids);
+void loss_forward(const Launch& ctx, const LossArgs& a, void* scratch);
+
+// --- adam.cu -------------------------------------------------------------------
+struct AdamCoefficients {
+  float b1, one_minus_b1, b2, one_minus_b2, step_size, inv_sqrt_bc2, eps;
+};
+void adam(const Launch& ctx, float* p, const float* g, float* m, float* v, int64_t n, const AdamCoefficients& c);
+
+// --- topk.cu -------------------------------------------------------------------
+// Candidates are 64-bit keys (score order-preserving in the high half, 2^32-1-label in the low
+// half; 0 = empty), [B, k] per buffer.
+// cand_out = top k of (cand_in's k keys, the n scores of rows scores[b * ld + c], labels label_base + c).
+void topk_merge(const Launch& ctx, const float* scores, int64_t ld, int64_t n, int64_t label_base,
+                const unsigned long long* cand_in, unsigned long long* cand_out, int64_t B, int64_t k);
+// Bytes of scratch topk_finish needs.
+size_t topk_finish_scratch_bytes(int64_t B, int64_t k);
+// Sorts each row's candidates (best first) into labels (offset + label, -1 for empty) and scores.
+void topk_finish(const Launch& ctx, const unsigned long long* cand, int64_t B, int64_t k, int64_t offset,
+                 int32_t* labels, float* scores, void* scratch);
+
+}  // namespace xmc::cuda

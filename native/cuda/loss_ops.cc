@@ -1,0 +1,78 @@
+// Launcher of the fused losses (kernels and formulas: loss.cu).
+//
+//   lossForward(scores[B,L], labelPtr[B+1], labelIds[nnz], dScores[B,L] | null, loss[1],
+//               {kind = 'squared-hinge' | 'bce', labelOffset = 0, normaliser = L})
+//
+// Checks and messages are the CPU backend's (native/cpu/loss.cc); the label
+// structure is checked on the GPU (ranks 1-3 of check_label_ptr).
+#include <algorithm>
+
+#include "backend.h"
+
+namespace xmc::cuda {
+namespace {
+
+Napi::Value LossForward(const Napi::CallbackInfo& info) {
+  return guarded(info, "lossForward", [&]() -> Napi::Value {
+    OpCall call(info, "lossForward");
+    Tensor scores = call.tensor(1, "scores"), labelPtr = call.tensor(2, "labelPtr"), labelIds = call.tensor(3, "labelIds");
+    std::optional<Tensor> dScores = call.optional_tensor(4, "dScores");
+    Tensor loss = call.tensor(5, "loss");
+    Napi::Object opts = call.options(6);
+    call.expect_dtype(scores, "scores", DType::Float32);
+    call.expect_shape(scores, "scores", {-1, -1}, "[B, L]");
+    const int64_t B = scores.dim(0), L = scores.dim(1);
+    call.expect_index_dtype(labelPtr, "labelPtr");
+    call.expect_shape(labelPtr, "labelPtr", {B + 1}, "[B + 1]");
+    call.expect_index_dtype(labelIds, "labelIds");
+    call.expect_shape(labelIds, "labelIds", {-1}, "[nnz]");
+    if (dScores) {
+      call.expect_dtype(*dScores, "dScores", DType::Float32);
+      call.expect_shape(*dScores, "dScores", {B, L}, "[B, L]");
+    }
+    call.expect_dtype(loss, "loss", DType::Float32);
+    call.expect_shape(loss, "loss", {1}, "[1]");
+    call.expect_distinct(loss, "loss", scores, "scores");
+    if (dScores) call.expect_distinct(loss, "loss", *dScores, "dScores");
+    const std::string kind = call.string_option(opts, "kind", "squared-hinge", {"squared-hinge", "bce"});
+    const int64_t offset = static_cast<int64_t>(call.option(opts, "labelOffset", 0.0, 0.0, 4294967295.0, true));
+    const double normaliser =
+        call.option(opts, "normaliser", static_cast<double>(std::max<int64_t>(L, 1)), 1e-300, 1e300, false);
+    const int64_t nids = labelIds.size;
+    const uint32_t serial = call.device().register_check([nids](const DeviceStatus& s) {
+      std::string reason;
+      if (s.code == 1) reason = "labelPtr[0] must be 0, got " + std::to_string(s.v0);
+      else if (s.code == 2) reason = "labelPtr is not non-decreasing at row " + std::to_string(s.position);
+      else reason = "labelPtr[B] = " + std::to_string(s.v0) + " exceeds the " + std::to_string(nids) + " labelIds";
+      return "lossForward: " + reason;
+    });
+    const Launch ctx = call.launch();
+    check_label_ptr(ctx, labelPtr.data<uint32_t>(), B, nids);
+    CheckValues values;
+    values.v0_src[0] = values.v0_src[1] = values.v0_src[2] = labelPtr.data<uint32_t>();
+    finalize_checks(ctx, serial, values);
+    std::shared_ptr<Buffer> scratch = call.scratch(loss_scratch_bytes(B, L, nids));
+    LossArgs a;
+    a.bce = kind == "bce";
+    a.scores = scores.data<float>();
+    a.d = dScores ? dScores->data<float>() : nullptr;
+    a.label_ptr = labelPtr.data<uint32_t>();
+    a.label_ids = labelIds.data<uint32_t>();
+    a.nids = nids;
+    a.B = B;
+    a.L = L;
+    a.offset = offset;
+    a.inv = B > 0 ? 1.0 / (static_cast<double>(B) * normaliser) : 0.0;
+    a.loss = loss.data<float>();
+    loss_forward(ctx, a, scratch->data());
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+void register_loss_ops(Napi::Env env, Napi::Object ops) {
+  ops.Set("lossForward", Napi::Function::New(env, LossForward, "lossForward"));
+}
+
+}  // namespace xmc::cuda

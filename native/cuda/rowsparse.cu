@@ -1,0 +1,254 @@
+// Row-sparse output layers on the GPU: the fixed fan-in (FFI) layer and the
+// unstructured CSR layer share these kernels (an FFI layer is a CSR layer
+// with rowPtr[l] = l * k).
+//
+//   forward   out[b, l]  = bias[l] + sum_{e in row l} W[e] * x[b, src[e]]
+//   backward  dB[l]      = sum_b dOut[b, l]
+//             dW[e]      = sum_b dOut[b, l] * x[b, src[e]]            (e in row l)
+//             dX[b, i]   = sum_{e : src[e] = i} W[e] * dOut[b, row(e)]
+//
+// Layout: row l's connections are e in [begin(l), end(l)) of src / W (FFI:
+// [L, k] row-major; CSR: rowPtr). x arrives transposed, xT [I, B] (the launcher
+// in ffi_ops.cc / sparse_ops.cc builds it in scratch), so that gathering
+// source i for a run of the batch is one coalesced load; out / dOut are the
+// public [B, L] (row stride ldo / L); dX is scattered into dXT [I, B] (zeroed
+// scratch) and transposed afterwards.
+//
+// Forward: a block of 8 warps owns a tile of 32 labels. A warp takes one label
+// at a time; its 32 lanes load 32 connections (W, src) at once and broadcast
+// them with shuffles; for each connection every lane gathers its part of the
+// batch chunk (128 rows: one float4 per lane when B % 4 == 0, else 4 strided
+// floats) and accumulates. The [32 labels, 128 rows] tile goes through shared
+// memory so that out is written in 128-byte rows (32 consecutive labels).
+//
+// Backward: the same tile of 32 labels; the block first stages the dOut tile
+// transposed, g[label][row], in shared memory (coalesced 128-byte reads of
+// dOut rows), then a warp per label computes dB (warp sum), and per
+// connection the dot product for dW (warp sum) and the scatter into dXT with
+// atomics (float4 atomics on sm_90). Batches above 128 rows are done in
+// chunks of 128; dW and dB accumulate across chunks in place (one writer).
+// Atomics make dX's rounding order vary between runs (not bitwise
+// deterministic, unlike dW and dB).
+//
+// Checks: a source >= I is recorded (record_failure, rank rows.src_rank) and
+// read as source 0 with weight 0, so a bad index never reaches memory; the
+// op's finalize_checks reports it. CSR structures are checked first by
+// check_csr_row_ptr (the kernels trust rowPtr once it passed).
+#include <string>
+
+#include "common.cuh"
+
+namespace xmc::cuda {
+namespace {
+
+constexpr int kTileLabels = 32;
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kChunk = 128;  // batch rows per pass
+constexpr int kPad = 4;      // keeps float4 rows aligned in shared memory
+
+__device__ __forceinline__ int64_t row_begin(const RowSparseDev& r, int64_t l) {
+  return r.row_ptr ? static_cast<int64_t>(r.row_ptr[l]) : l * r.fan_in;
+}
+__device__ __forceinline__ int64_t row_end(const RowSparseDev& r, int64_t l) {
+  return r.row_ptr ? static_cast<int64_t>(r.row_ptr[l + 1]) : (l + 1) * r.fan_in;
+}
+
+// Lane's connection e (< e1) of a 32-wide group: weight and a safe source.
+__device__ __forceinline__ void load_connection(DeviceStatus* st, const RowSparseDev& rows, int64_t e, int64_t e1,
+                                                uint32_t I, float& w, uint32_t& s) {
+  w = 0.0f;
+  s = 0;
+  if (e < e1) {
+    w = rows.weight[e];
+    s = rows.src[e];
+    if (s >= I) {
+      record_failure(st, rows.src_rank, static_cast<unsigned long long>(e));
+      w = 0.0f;
+      s = 0;
+    }
+  }
+}
+
+template <bool kVec4>
+__global__ __launch_bounds__(kThreads) void forward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
+                                                           const float* xT, int B, uint32_t I, int64_t l0, int64_t l1,
+                                                           float* out, int64_t ldo) {
+  XMC_RETURN_IF_FAILED(st);
+  __shared__ __align__(16) float tile[kTileLabels][kChunk + kPad];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t la = l0 + (int64_t)blockIdx.x * kTileLabels;
+  const int nl = (int)min64(kTileLabels, l1 - la);
+  for (int c0 = 0; c0 < B; c0 += kChunk) {
+    const int nb = min(kChunk, B - c0);
+    for (int t = warp; t < nl; t += kWarps) {
+      const int64_t l = la + t, e0 = row_begin(rows, l), e1 = row_end(rows, l);
+      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      for (int64_t e = e0; e < e1; e += 32) {
+        float w;
+        uint32_t s;
+        load_connection(st, rows, e + lane, e1, I, w, s);
+        const int n = (int)min64(32, e1 - e);
+        for (int j = 0; j < n; ++j) {
+          const float wj = __shfl_sync(kFullMask, w, j);
+          const uint32_t sj = __shfl_sync(kFullMask, s, j);
+          const float* xs = xT + (int64_t)sj * B + c0;
+          if (kVec4) {
+            if (lane * 4 < nb) {
+              const float4 v = *reinterpret_cast<const float4*>(xs + lane * 4);
+              acc[0] += wj * v.x;
+              acc[1] += wj * v.y;
+              acc[2] += wj * v.z;
+              acc[3] += wj * v.w;
+            }
+          } else {
+#pragma unroll
+            for (int r = 0; r < 4; ++r)
+              if (lane + 32 * r < nb) acc[r] += wj * xs[lane + 32 * r];
+          }
+        }
+      }
+      if (kVec4) {
+        if (lane * 4 < nb) *reinterpret_cast<float4*>(&tile[t][lane * 4]) = make_float4(acc[0], acc[1], acc[2], acc[3]);
+      } else {
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+          if (lane + 32 * r < nb) tile[t][lane + 32 * r] = acc[r];
+      }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < nb * kTileLabels; i += kThreads) {
+      const int b = i / kTileLabels, t = i % kTileLabels;
+      if (t < nl) out[(int64_t)(c0 + b) * ldo + (la - l0) + t] = tile[t][b] + (bias ? bias[la + t] : 0.0f);
+    }
+    __syncthreads();
+  }
+}
+
+__device__ __forceinline__ void scatter_add4(float* p, float a, float b, float c, float d) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float4*>(p), make_float4(a, b, c, d));
+#else
+  atomicAdd(p, a);
+  atomicAdd(p + 1, b);
+  atomicAdd(p + 2, c);
+  atomicAdd(p + 3, d);
+#endif
+}
+
+template <bool kVec4>
+__global__ __launch_bounds__(kThreads) void backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* xT, int B,
+                                                            uint32_t I, int64_t L, const float* dOut, float* dXT,
+                                                            float* dW, float* dB) {
+  XMC_RETURN_IF_FAILED(st);
+  __shared__ __align__(16) float g[kTileLabels][kChunk + kPad];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t la = (int64_t)blockIdx.x * kTileLabels;
+  const int nl = (int)min64(kTileLabels, L - la);
+  for (int c0 = 0; c0 == 0 || c0 < B; c0 += kChunk) {  // B = 0: one pass that writes zeros
+    const int nb = max(0, min(kChunk, B - c0));
+    const bool first = c0 == 0;
+    for (int i = threadIdx.x; i < nb * kTileLabels; i += kThreads) {
+      const int b = i / kTileLabels, t = i % kTileLabels;
+      g[t][b] = t < nl ? dOut[(int64_t)(c0 + b) * L + la + t] : 0.0f;
+    }
+    __syncthreads();
+    for (int t = warp; t < nl; t += kWarps) {
+      const int64_t l = la + t, e0 = row_begin(rows, l), e1 = row_end(rows, l);
+      float gv[4];
+      if (kVec4) {
+        if (lane * 4 < nb) {
+          const float4 v = *reinterpret_cast<const float4*>(&g[t][lane * 4]);
+          gv[0] = v.x, gv[1] = v.y, gv[2] = v.z, gv[3] = v.w;
+        } else {
+          gv[0] = gv[1] = gv[2] = gv[3] = 0.0f;
+        }
+      } else {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) gv[r] = lane + 32 * r < nb ? g[t][lane + 32 * r] : 0.0f;
+      }
+      const float gsum = warp_sum((gv[0] + gv[1]) + (gv[2] + gv[3]));
+      if (lane == 0) dB[l] = first ? gsum : dB[l] + gsum;
+      for (int64_t e = e0; e < e1; e += 32) {
+        float w;
+        uint32_t s;
+        load_connection(st, rows, e + lane, e1, I, w, s);
+        const int n = (int)min64(32, e1 - e);
+        float mine = 0.0f;  // lane j keeps the dot product of connection e + j
+        for (int j = 0; j < n; ++j) {
+          const float wj = __shfl_sync(kFullMask, w, j);
+          const uint32_t sj = __shfl_sync(kFullMask, s, j);
+          const int64_t base = (int64_t)sj * B + c0;
+          float dot = 0.0f;
+          if (kVec4) {
+            if (lane * 4 < nb) {
+              const float4 v = *reinterpret_cast<const float4*>(xT + base + lane * 4);
+              dot = (gv[0] * v.x + gv[1] * v.y) + (gv[2] * v.z + gv[3] * v.w);
+              if (dXT) scatter_add4(dXT + base + lane * 4, wj * gv[0], wj * gv[1], wj * gv[2], wj * gv[3]);
+            }
+          } else {
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+              const int b = lane + 32 * r;
+              if (b < nb) {
+                dot += gv[r] * xT[base + b];
+                if (dXT) atomicAdd(dXT + base + b, wj * gv[r]);
+              }
+            }
+          }
+          dot = warp_sum(dot);
+          if (lane == j) mine = dot;
+        }
+        if (lane < n) dW[e + lane] = first ? mine : dW[e + lane] + mine;
+      }
+    }
+    __syncthreads();
+  }
+}
+
+__global__ void csr_row_ptr_kernel(DeviceStatus* st, const uint32_t* rp, int64_t L, int64_t nnz) {
+  XMC_RETURN_IF_FAILED(st);
+  for (int64_t l = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; l <= L; l += (int64_t)gridDim.x * blockDim.x) {
+    if (l == 0 && rp[0] != 0) record_failure(st, 1, 0);
+    if (l < L && rp[l + 1] < rp[l]) record_failure(st, 2, static_cast<unsigned long long>(l));
+    if (l == L && static_cast<int64_t>(rp[L]) != nnz) record_failure(st, 3, static_cast<unsigned long long>(L));
+  }
+}
+
+void check_dims(const Launch& ctx, int64_t B, int64_t I) {
+  if (B > 2147483647 || I > 4294967295LL)
+    throw CudaFailure(std::string(ctx.op) + ": batch above 2^31 - 1 or more than 2^32 inputs is not supported");
+}
+
+}  // namespace
+
+void rowsparse_forward(const Launch& ctx, const RowSparseDev& rows, const float* bias, const float* xT, int64_t B,
+                       int64_t I, int64_t l0, int64_t l1, float* out, int64_t ldo) {
+  if (l1 <= l0 || B <= 0) return;
+  check_dims(ctx, B, I);
+  const int64_t blocks = (l1 - l0 + kTileLabels - 1) / kTileLabels;
+  if (B % 4 == 0)
+    forward_kernel<true><<<(unsigned)blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, l0, l1, out, ldo);
+  else
+    forward_kernel<false><<<(unsigned)blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, l0, l1, out, ldo);
+  check_launch(ctx.op, "rowsparse forward_kernel");
+}
+
+void rowsparse_backward(const Launch& ctx, const RowSparseDev& rows, int64_t L, int64_t I, const float* xT, int64_t B,
+                        const float* dOut, float* dXT, float* dW, float* dB) {
+  if (L <= 0) return;
+  check_dims(ctx, B, I);
+  const int64_t blocks = (L + kTileLabels - 1) / kTileLabels;
+  if (B % 4 == 0)
+    backward_kernel<true><<<(unsigned)blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, xT, (int)B, (uint32_t)I, L, dOut, dXT, dW, dB);
+  else
+    backward_kernel<false><<<(unsigned)blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, xT, (int)B, (uint32_t)I, L, dOut, dXT, dW, dB);
+  check_launch(ctx.op, "rowsparse backward_kernel");
+}
+
+void check_csr_row_ptr(const Launch& ctx, const uint32_t* row_ptr, int64_t L, int64_t nnz) {
+  csr_row_ptr_kernel<<<grid_for(L + 1, 256), 256, 0, ctx.stream>>>(ctx.status, row_ptr, L, nnz);
+  check_launch(ctx.op, "csr_row_ptr_kernel");
+}
+
+}  // namespace xmc::cuda

@@ -1,0 +1,265 @@
+// Launchers of the row-sparse layers (kernels: rowsparse.cu, whose block
+// comment has the formulas and layouts):
+//
+//   ffiForward(x[B,I], W[L,k], idx[L,k], b[L], out[B,L])
+//   ffiBackward(x, W, idx, dOut[B,L], dX[B,I] | null, dW[L,k], dB[L])
+//   sparseForward(x[B,I], rowPtr[L+1], col[nnz], W[nnz], b[L], out[B,L])
+//   sparseBackward(x, rowPtr, col, W, dOut[B,L], dX | null, dW[nnz], dB[L])
+//
+// Each op: the CPU backend's enqueue-time checks (same messages), a serial
+// with a formatter for its run-time checks, x transposed into scratch
+// (xT [I, B]; x itself when B = 1), the kernels, finalize_checks. The
+// backward scatters dX into a zeroed dXT [I, B] scratch with atomics and
+// transposes it into dX (B = 1: straight into dX).
+#include "backend.h"
+
+namespace xmc::cuda {
+
+std::pair<int64_t, int64_t> check_ffi_layer(const OpCall& call, const Tensor& W, const Tensor& idx, const Tensor* b) {
+  call.expect_dtype(W, "W", DType::Float32);
+  call.expect_shape(W, "W", {-1, -1}, "[L, k]");
+  const int64_t L = W.dim(0), k = W.dim(1);
+  call.expect_index_dtype(idx, "idx");
+  call.expect_shape(idx, "idx", {L, k}, "[L, k]");
+  if (b) {
+    call.expect_dtype(*b, "b", DType::Float32);
+    call.expect_shape(*b, "b", {L}, "[L]");
+  }
+  return {L, k};
+}
+
+std::pair<int64_t, int64_t> check_csr_layer(const OpCall& call, const Tensor& rowPtr, const Tensor& col, const Tensor& W,
+                                            const Tensor* b, const char* b_name) {
+  call.expect_index_dtype(rowPtr, "rowPtr");
+  call.expect_shape(rowPtr, "rowPtr", {-1}, "[L + 1]");
+  if (rowPtr.size < 1) call.range_error("argument rowPtr must have L + 1 >= 1 entries, got 0");
+  int64_t L = rowPtr.size - 1;
+  if (b) {
+    call.expect_dtype(*b, b_name, DType::Float32);
+    call.expect_shape(*b, b_name, {-1}, "[L]");
+    L = b->dim(0);
+    call.expect_shape(rowPtr, "rowPtr", {L + 1}, "[L + 1]");
+  }
+  call.expect_dtype(W, "W", DType::Float32);
+  call.expect_shape(W, "W", {-1}, "[nnz]");
+  const int64_t nnz = W.dim(0);
+  if (nnz > 4294967295LL) call.range_error("argument W: nnz must be below 2^32");
+  call.expect_index_dtype(col, "col");
+  call.expect_shape(col, "col", {nnz}, "[nnz]");
+  return {L, nnz};
+}
+
+Formatter ffi_idx_formatter(const char* op, DType dtype, int64_t k, int64_t I) {
+  return [op, dtype, k, I](const DeviceStatus& s) {
+    const int64_t pos = static_cast<int64_t>(s.position), kk = k > 0 ? k : 1;
+    return std::string(op) + ": idx[" + std::to_string(pos / kk) + ", " + std::to_string(pos % kk) + "] = " +
+           index_text(dtype, s.v0) + " is not a valid source: it must be in [0, I = " + std::to_string(I) + ")";
+  };
+}
+
+Formatter csr_formatter(const char* op, DType rp_dtype, DType col_dtype, int64_t L, int64_t nnz, int64_t I) {
+  return [=](const DeviceStatus& s) {
+    const std::string pos = std::to_string(s.position);
+    std::string reason;
+    switch (s.code) {
+      case 1: reason = "rowPtr[0] = " + index_text(rp_dtype, s.v0) + ", must be 0"; break;
+      case 2:
+        reason = "rowPtr is not non-decreasing: rowPtr[" + pos + "] = " + index_text(rp_dtype, s.v0) + " > rowPtr[" +
+                 std::to_string(s.position + 1) + "] = " + index_text(rp_dtype, s.v1);
+        break;
+      case 3:
+        reason = "rowPtr[L = " + std::to_string(L) + "] = " + index_text(rp_dtype, s.v0) + " must equal nnz = " + std::to_string(nnz);
+        break;
+      default:
+        reason = "col[" + pos + "] = " + index_text(col_dtype, s.v0) + " is not a valid source: it must be in [0, I = " +
+                 std::to_string(I) + ")";
+    }
+    return std::string(op) + ": " + reason;
+  };
+}
+
+CheckValues csr_check_values(const Tensor& rowPtr, const Tensor& col) {
+  CheckValues v;
+  const uint32_t* rp = rowPtr.data<uint32_t>();
+  v.v0_src[0] = rp;
+  v.v0_src[1] = rp;
+  v.v1_src[1] = rp + 1;
+  v.v0_src[2] = rp;
+  v.v0_src[3] = col.data<uint32_t>();
+  return v;
+}
+
+TransposedInput transposed_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I) {
+  if (B <= 1) return {nullptr, x.data<float>()};
+  TransposedInput t;
+  t.scratch = call.scratch(sizeof(float) * B * I);
+  transpose(call.launch(), x.data<float>(), B, I, static_cast<float*>(t.scratch->data()));
+  t.data = static_cast<const float*>(t.scratch->data());
+  return t;
+}
+
+namespace {
+
+void check_backward_outputs(const OpCall& call, const Tensor& x, const Tensor& W, const Tensor& dOut,
+                            const std::optional<Tensor>& dX, const Tensor& dW, const Tensor& dB) {
+  for (auto [t, n] : {std::pair<const Tensor*, const char*>{&x, "x"}, {&W, "W"}, {&dOut, "dOut"}}) {
+    call.expect_distinct(dW, "dW", *t, n);
+    call.expect_distinct(dB, "dB", *t, n);
+  }
+  call.expect_distinct(dW, "dW", dB, "dB");
+  if (dX) {
+    call.expect_distinct(dW, "dW", *dX, "dX");
+    call.expect_distinct(dB, "dB", *dX, "dX");
+  }
+}
+
+void check_dx(const OpCall& call, const std::optional<Tensor>& dX, const Tensor& x, const Tensor& W, const Tensor& dOut,
+              int64_t B, int64_t I) {
+  if (!dX) return;
+  call.expect_dtype(*dX, "dX", DType::Float32);
+  call.expect_shape(*dX, "dX", {B, I}, "[B, I]");
+  call.expect_distinct(*dX, "dX", x, "x");
+  call.expect_distinct(*dX, "dX", W, "W");
+  call.expect_distinct(*dX, "dX", dOut, "dOut");
+}
+
+// The backward's shared part: dX scatter target, kernels, finalize, transpose.
+void run_backward(const OpCall& call, const RowSparseDev& rows, uint32_t serial, const CheckValues& values, const Tensor& x,
+                  const Tensor& dOut, const std::optional<Tensor>& dX, const Tensor& dW, const Tensor& dB, int64_t B,
+                  int64_t I, int64_t L) {
+  const Launch ctx = call.launch();
+  TransposedInput xT = transposed_input(call, x, B, I);
+  std::shared_ptr<Buffer> dxt;
+  float* dXT = nullptr;
+  if (dX && B * I > 0) {
+    if (B == 1) {
+      dXT = dX->data<float>();
+    } else {
+      dxt = call.scratch(sizeof(float) * B * I);
+      dXT = static_cast<float*>(dxt->data());
+    }
+    fill_u32(ctx, reinterpret_cast<uint32_t*>(dXT), B * I, 0);
+  }
+  rowsparse_backward(ctx, rows, L, I, xT.data, B, dOut.data<float>(), dXT, dW.data<float>(), dB.data<float>());
+  finalize_checks(ctx, serial, values);
+  if (dxt) transpose(ctx, dXT, I, B, dX->data<float>());
+}
+
+Napi::Value FfiForward(const Napi::CallbackInfo& info) {
+  return guarded(info, "ffiForward", [&]() -> Napi::Value {
+    OpCall call(info, "ffiForward");
+    Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), idx = call.tensor(3, "idx"), b = call.tensor(4, "b"),
+           out = call.tensor(5, "out");
+    call.expect_dtype(x, "x", DType::Float32);
+    call.expect_shape(x, "x", {-1, -1}, "[B, I]");
+    const int64_t B = x.dim(0), I = x.dim(1);
+    auto [L, k] = check_ffi_layer(call, W, idx, &b);
+    call.expect_dtype(out, "out", DType::Float32);
+    call.expect_shape(out, "out", {B, L}, "[B, L]");
+    call.expect_distinct(out, "out", x, "x");
+    call.expect_distinct(out, "out", W, "W");
+    call.expect_distinct(out, "out", b, "b");
+    const uint32_t serial = call.device().register_check(ffi_idx_formatter("ffiForward", idx.dtype, k, I));
+    TransposedInput xT = transposed_input(call, x, B, I);
+    const RowSparseDev rows{nullptr, k, idx.data<uint32_t>(), W.data<float>(), 1};
+    rowsparse_forward(call.launch(), rows, b.data<float>(), xT.data, B, I, 0, L, out.data<float>(), L);
+    CheckValues values;
+    values.v0_src[0] = idx.data<uint32_t>();
+    finalize_checks(call.launch(), serial, values);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value FfiBackward(const Napi::CallbackInfo& info) {
+  return guarded(info, "ffiBackward", [&]() -> Napi::Value {
+    OpCall call(info, "ffiBackward");
+    Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), idx = call.tensor(3, "idx"), dOut = call.tensor(4, "dOut");
+    std::optional<Tensor> dX = call.optional_tensor(5, "dX");
+    Tensor dW = call.tensor(6, "dW"), dB = call.tensor(7, "dB");
+    call.expect_dtype(x, "x", DType::Float32);
+    call.expect_shape(x, "x", {-1, -1}, "[B, I]");
+    const int64_t B = x.dim(0), I = x.dim(1);
+    auto [L, k] = check_ffi_layer(call, W, idx, nullptr);
+    call.expect_dtype(dOut, "dOut", DType::Float32);
+    call.expect_shape(dOut, "dOut", {B, L}, "[B, L]");
+    check_dx(call, dX, x, W, dOut, B, I);
+    call.expect_dtype(dW, "dW", DType::Float32);
+    call.expect_shape(dW, "dW", {L, k}, "[L, k]");
+    call.expect_dtype(dB, "dB", DType::Float32);
+    call.expect_shape(dB, "dB", {L}, "[L]");
+    check_backward_outputs(call, x, W, dOut, dX, dW, dB);
+    const uint32_t serial = call.device().register_check(ffi_idx_formatter("ffiBackward", idx.dtype, k, I));
+    const RowSparseDev rows{nullptr, k, idx.data<uint32_t>(), W.data<float>(), 1};
+    CheckValues values;
+    values.v0_src[0] = idx.data<uint32_t>();
+    run_backward(call, rows, serial, values, x, dOut, dX, dW, dB, B, I, L);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value SparseForward(const Napi::CallbackInfo& info) {
+  return guarded(info, "sparseForward", [&]() -> Napi::Value {
+    OpCall call(info, "sparseForward");
+    Tensor x = call.tensor(1, "x"), rowPtr = call.tensor(2, "rowPtr"), col = call.tensor(3, "col"), W = call.tensor(4, "W"),
+           b = call.tensor(5, "b"), out = call.tensor(6, "out");
+    call.expect_dtype(x, "x", DType::Float32);
+    call.expect_shape(x, "x", {-1, -1}, "[B, I]");
+    const int64_t B = x.dim(0), I = x.dim(1);
+    auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &b);
+    call.expect_dtype(out, "out", DType::Float32);
+    call.expect_shape(out, "out", {B, L}, "[B, L]");
+    call.expect_distinct(out, "out", x, "x");
+    call.expect_distinct(out, "out", W, "W");
+    call.expect_distinct(out, "out", b, "b");
+    const uint32_t serial =
+        call.device().register_check(csr_formatter("sparseForward", rowPtr.dtype, col.dtype, L, nnz, I));
+    const CheckValues values = csr_check_values(rowPtr, col);
+    const Launch ctx = call.launch();
+    check_csr_row_ptr(ctx, rowPtr.data<uint32_t>(), L, nnz);
+    finalize_checks(ctx, serial, values);
+    TransposedInput xT = transposed_input(call, x, B, I);
+    const RowSparseDev rows{rowPtr.data<uint32_t>(), 0, col.data<uint32_t>(), W.data<float>(), 4};
+    rowsparse_forward(ctx, rows, b.data<float>(), xT.data, B, I, 0, L, out.data<float>(), L);
+    finalize_checks(ctx, serial, values);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value SparseBackward(const Napi::CallbackInfo& info) {
+  return guarded(info, "sparseBackward", [&]() -> Napi::Value {
+    OpCall call(info, "sparseBackward");
+    Tensor x = call.tensor(1, "x"), rowPtr = call.tensor(2, "rowPtr"), col = call.tensor(3, "col"), W = call.tensor(4, "W"),
+           dOut = call.tensor(5, "dOut");
+    std::optional<Tensor> dX = call.optional_tensor(6, "dX");
+    Tensor dW = call.tensor(7, "dW"), dB = call.tensor(8, "dB");
+    call.expect_dtype(x, "x", DType::Float32);
+    call.expect_shape(x, "x", {-1, -1}, "[B, I]");
+    const int64_t B = x.dim(0), I = x.dim(1);
+    auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &dB, "dB");
+    call.expect_dtype(dOut, "dOut", DType::Float32);
+    call.expect_shape(dOut, "dOut", {B, L}, "[B, L]");
+    check_dx(call, dX, x, W, dOut, B, I);
+    call.expect_dtype(dW, "dW", DType::Float32);
+    call.expect_shape(dW, "dW", {nnz}, "[nnz]");
+    check_backward_outputs(call, x, W, dOut, dX, dW, dB);
+    const uint32_t serial =
+        call.device().register_check(csr_formatter("sparseBackward", rowPtr.dtype, col.dtype, L, nnz, I));
+    const CheckValues values = csr_check_values(rowPtr, col);
+    check_csr_row_ptr(call.launch(), rowPtr.data<uint32_t>(), L, nnz);
+    finalize_checks(call.launch(), serial, values);
+    const RowSparseDev rows{rowPtr.data<uint32_t>(), 0, col.data<uint32_t>(), W.data<float>(), 4};
+    run_backward(call, rows, serial, values, x, dOut, dX, dW, dB, B, I, L);
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+void register_rowsparse_ops(Napi::Env env, Napi::Object ops) {
+  ops.Set("ffiForward", Napi::Function::New(env, FfiForward, "ffiForward"));
+  ops.Set("ffiBackward", Napi::Function::New(env, FfiBackward, "ffiBackward"));
+  ops.Set("sparseForward", Napi::Function::New(env, SparseForward, "sparseForward"));
+  ops.Set("sparseBackward", Napi::Function::New(env, SparseBackward, "sparseBackward"));
+}
+
+}  // namespace xmc::cuda

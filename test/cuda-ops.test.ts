@@ -1,0 +1,275 @@
+// The CUDA backend against the CPU reference backend, op by op, on fresh
+// random inputs at several shapes (batch 1, batches and fan-ins that are not
+// multiples of 4, label counts that no tile divides, an input dimension
+// above 65,536). Outputs are poisoned (NaN) before every run. Tolerance:
+// ||cuda - cpu|| / ||cpu|| < 1e-4 (float32 arithmetic in another order);
+// exact equality where the arithmetic is the same (ReLU, dropout, fill,
+// copy, rewiring, top-k with ties).
+import { describe, expect, it } from 'vitest';
+import type { Backend, LossKind } from '../src/native/index.js';
+import { SEED, labelCsr, randomCsr, randomFfiIdx, rng } from './ops-helpers.js';
+import type { Rng } from './ops-helpers.js';
+import { HAVE_CUDA, cpu, cuda, denseTol, expectNear, expectSame, poisoned } from './cuda-helpers.js';
+
+const TOL = 1e-4;
+
+describe.skipIf(!HAVE_CUDA)('cuda ops - elementwise', () => {
+  it('fill, copy, reluForward, reluBackward and dropout equal the CPU backend exactly', async () => {
+    const r = rng();
+    for (const n of [1, 7, 1000, 300_001]) {
+      const x = r.floats(n), g = r.floats(n);
+      x[0] = Number.NaN; // NaN stays NaN through ReLU
+      const run = async (be: Backend) => {
+        const tx = be.fromArray(x), tg = be.fromArray(g);
+        const relu = poisoned(be, [n]), back = poisoned(be, [n]), drop = poisoned(be, [n]), copy = poisoned(be, [n]);
+        be.reluForward(tx, relu);
+        be.reluBackward(relu, tg, back);
+        be.dropout(tx, drop, 0.3, 12345 + n);
+        be.copy(tx, copy);
+        const ints = be.tensor('int32', [n]);
+        be.fill(ints, -7);
+        return Promise.all([relu.read(), back.read(), drop.read(), copy.read(), ints.read()]);
+      };
+      const [c, d] = await Promise.all([run(cpu), run(cuda())]);
+      for (let i = 0; i < c.length; i++) expectSame(d[i], c[i], `n=${n} output ${i}`);
+    }
+  });
+
+  it('in-place ReLU and dropout (out = x) work', async () => {
+    const r = rng();
+    const x = r.floats(5000);
+    const run = async (be: Backend) => {
+      const t = be.fromArray(x);
+      be.reluForward(t, t);
+      be.dropout(t, t, 0.5, 99);
+      return t.read();
+    };
+    expectSame(await run(cuda()), await run(cpu), 'relu + dropout in place');
+  });
+});
+
+describe.skipIf(!HAVE_CUDA)('cuda ops - dense', () => {
+  for (const [B, I, O] of [[1, 37, 129], [33, 200, 1003], [128, 768, 4099]]) {
+    it(`denseForward / denseBackward match the CPU backend (B=${B}, I=${I}, O=${O})`, async () => {
+      const r = rng();
+      const x = r.floats(B * I), W = r.floats(O * I, 0.1), b = r.floats(O), g = r.floats(B * O);
+      const run = async (be: Backend) => {
+        const tx = be.fromArray(x, [B, I]), tW = be.fromArray(W, [O, I]), tb = be.fromArray(b), tg = be.fromArray(g, [B, O]);
+        const out = poisoned(be, [B, O]), dX = poisoned(be, [B, I]), dW = poisoned(be, [O, I]), dB = poisoned(be, [O]);
+        be.denseForward(tx, tW, tb, out);
+        be.denseBackward(tx, tW, tg, dX, dW, dB);
+        const dW0 = poisoned(be, [O, I]), dB0 = poisoned(be, [O]);
+        be.denseBackward(tx, tW, tg, null, dW0, dB0); // first layer: no dX
+        return Promise.all([out.read(), dX.read(), dW.read(), dB.read(), dW0.read(), dB0.read()]);
+      };
+      const [c, d] = await Promise.all([run(cpu), run(cuda())]);
+      ['out', 'dX', 'dW', 'dB', 'dW (dX null)', 'dB (dX null)'].forEach((what, i) => expectNear(d[i], c[i], denseTol(), what));
+    });
+  }
+});
+
+interface SparseCase {
+  B: number;
+  I: number;
+  L: number;
+  k: number;
+}
+
+/** Forward, backward with and without dX of an FFI or CSR layer on one backend. */
+async function rowSparse(be: Backend, kind: 'ffi' | 'csr', x: Float32Array, c: SparseCase, structure: { rowPtr?: Uint32Array; src: Uint32Array }, W: Float32Array, b: Float32Array, g: Float32Array) {
+  const { B, I, L } = c;
+  const tx = be.fromArray(x, [B, I]), tb = be.fromArray(b), tg = be.fromArray(g, [B, L]);
+  const nnz = W.length;
+  const out = poisoned(be, [B, L]), dX = poisoned(be, [B, I]);
+  if (kind === 'ffi') {
+    const tW = be.fromArray(W, [L, c.k]), tIdx = be.fromArray(structure.src, [L, c.k]);
+    const dW = poisoned(be, [L, c.k]), dB = poisoned(be, [L]), dW0 = poisoned(be, [L, c.k]), dB0 = poisoned(be, [L]);
+    be.ffiForward(tx, tW, tIdx, tb, out);
+    be.ffiBackward(tx, tW, tIdx, tg, dX, dW, dB);
+    be.ffiBackward(tx, tW, tIdx, tg, null, dW0, dB0);
+    return Promise.all([out.read(), dX.read(), dW.read(), dB.read(), dW0.read(), dB0.read()]);
+  }
+  const tW = be.fromArray(W), tRp = be.fromArray(structure.rowPtr!), tCol = be.fromArray(structure.src);
+  const dW = poisoned(be, [nnz]), dB = poisoned(be, [L]), dW0 = poisoned(be, [nnz]), dB0 = poisoned(be, [L]);
+  be.sparseForward(tx, tRp, tCol, tW, tb, out);
+  be.sparseBackward(tx, tRp, tCol, tW, tg, dX, dW, dB);
+  be.sparseBackward(tx, tRp, tCol, tW, tg, null, dW0, dB0);
+  return Promise.all([out.read(), dX.read(), dW.read(), dB.read(), dW0.read(), dB0.read()]);
+}
+
+const OUTPUTS = ['out', 'dX', 'dW', 'dB', 'dW (dX null)', 'dB (dX null)'];
+
+describe.skipIf(!HAVE_CUDA)('cuda ops - FFI layer', () => {
+  const cases: SparseCase[] = [
+    { B: 1, I: 50, L: 77, k: 5 },
+    { B: 33, I: 300, L: 1000, k: 13 },
+    { B: 64, I: 1000, L: 2001, k: 40 }, // fan-in above a warp: several groups of 32 connections
+    { B: 130, I: 70_000, L: 5003, k: 32 }, // an intermediate above 65,536; two batch chunks
+    { B: 128, I: 4096, L: 20_000, k: 32 },
+  ];
+  for (const c of cases) {
+    it(`ffiForward / ffiBackward match the CPU backend (B=${c.B}, I=${c.I}, L=${c.L}, k=${c.k})`, async () => {
+      const r = rng();
+      const x = r.floats(c.B * c.I), W = r.floats(c.L * c.k), b = r.floats(c.L), g = r.floats(c.B * c.L);
+      const idx = randomFfiIdx(r, c.L, c.k, c.I);
+      const [ref, got] = await Promise.all([rowSparse(cpu, 'ffi', x, c, { src: idx }, W, b, g), rowSparse(cuda(), 'ffi', x, c, { src: idx }, W, b, g)]);
+      OUTPUTS.forEach((what, i) => expectNear(got[i], ref[i], TOL, what));
+    });
+  }
+
+  it('int32 sources work like uint32 ones', async () => {
+    const r = rng();
+    const B = 8, I = 100, L = 300, k = 6;
+    const x = r.floats(B * I), W = r.floats(L * k), b = r.floats(L);
+    const idx = Int32Array.from(randomFfiIdx(r, L, k, I));
+    const run = async (be: Backend) => {
+      const out = poisoned(be, [B, L]);
+      be.ffiForward(be.fromArray(x, [B, I]), be.fromArray(W, [L, k]), be.fromArray(idx, [L, k]), be.fromArray(b), out);
+      return out.read();
+    };
+    expectNear(await run(cuda()), await run(cpu), TOL, 'out');
+  });
+});
+
+describe.skipIf(!HAVE_CUDA)('cuda ops - CSR layer', () => {
+  // Random cells: row sizes vary, some rows are empty.
+  const cases: [number, number, number, number][] = [
+    [1, 40, 60, 300],
+    [37, 500, 999, 9000],
+    [128, 70_000, 3000, 96_000],
+    [16, 64, 10, 600], // long rows: about 60 connections each (two groups of 32)
+  ];
+  for (const [B, I, L, nnz] of cases) {
+    it(`sparseForward / sparseBackward match the CPU backend (B=${B}, I=${I}, L=${L}, nnz=${nnz})`, async () => {
+      const r = rng();
+      const csr = randomCsr(r, L, I, nnz);
+      const x = r.floats(B * I), W = r.floats(nnz), b = r.floats(L), g = r.floats(B * L);
+      const c = { B, I, L, k: 0 };
+      const s = { rowPtr: csr.rowPtr, src: csr.col };
+      const [ref, got] = await Promise.all([rowSparse(cpu, 'csr', x, c, s, W, b, g), rowSparse(cuda(), 'csr', x, c, s, W, b, g)]);
+      OUTPUTS.forEach((what, i) => expectNear(got[i], ref[i], TOL, what));
+    });
+  }
+});
+
+/** Random label lists of global ids < Ltotal: some rows empty, some duplicates, some ids of other shards. */
+function randomLabels(r: Rng, B: number, Ltotal: number): number[][] {
+  return Array.from({ length: B }, () => {
+    const n = r.int(8);
+    const row = Array.from({ length: n }, () => r.int(Ltotal));
+    if (n > 0 && r.next() < 0.3) row.push(row[0]);
+    return row;
+  });
+}
+
+describe.skipIf(!HAVE_CUDA)('cuda ops - losses', () => {
+  const KINDS: LossKind[] = ['squared-hinge', 'bce'];
+  for (const kind of KINDS) {
+    for (const [B, L] of [[1, 23], [7, 10_001], [128, 70_000]]) {
+      it(`lossForward ${kind} matches the CPU backend: value and gradient, separate, in place and value-only (B=${B}, L=${L})`, async () => {
+        const r = rng();
+        const scores = r.floats(B * L, 1.5);
+        const labels = randomLabels(r, B, L);
+        const { ptr, ids } = labelCsr(labels);
+        const run = async (be: Backend) => {
+          const s = be.fromArray(scores, [B, L]), tp = be.fromArray(ptr), ti = be.fromArray(ids);
+          const d = poisoned(be, [B, L]);
+          const l1 = be.lossForward(s, tp, ti, d, { kind });
+          const inPlace = be.fromArray(scores, [B, L]);
+          const l2 = be.lossForward(inPlace, tp, ti, inPlace, { kind });
+          const l3 = be.lossForward(s, tp, ti, null, { kind });
+          return Promise.all([l1.read(), d.read(), l2.read(), inPlace.read(), l3.read()]);
+        };
+        const [c, g] = await Promise.all([run(cpu), run(cuda())]);
+        for (const i of [0, 2, 4]) expect(Math.abs(g[i][0] - c[i][0]) / Math.abs(c[i][0]), `loss value, seed ${SEED}`).toBeLessThan(1e-5);
+        expectNear(g[1], c[1], 1e-5, 'dScores');
+        expectNear(g[3], c[3], 1e-5, 'dScores in place');
+      });
+    }
+
+    it(`lossForward ${kind}: label shards (labelOffset, normaliser) match the CPU backend`, async () => {
+      const r = rng();
+      const B = 9, Ltotal = 5000, offset = 1234, L = 2000;
+      const scores = r.floats(B * L);
+      const labels = randomLabels(r, B, Ltotal);
+      const { ptr, ids } = labelCsr(labels);
+      const run = async (be: Backend) => {
+        const d = poisoned(be, [B, L]);
+        const loss = be.lossForward(be.fromArray(scores, [B, L]), be.fromArray(ptr), be.fromArray(ids), d, { kind, labelOffset: offset, normaliser: Ltotal });
+        return Promise.all([loss.read(), d.read()]);
+      };
+      const [c, g] = await Promise.all([run(cpu), run(cuda())]);
+      expect(Math.abs(g[0][0] - c[0][0]) / Math.abs(c[0][0])).toBeLessThan(1e-5);
+      expectNear(g[1], c[1], 1e-5, 'dScores');
+    });
+  }
+});
+
+describe.skipIf(!HAVE_CUDA)('cuda ops - Adam', () => {
+  it('adam matches the CPU backend over several steps (aligned and odd sizes)', async () => {
+    const r = rng();
+    for (const n of [1, 4099, 100_000]) {
+      const p = r.floats(n), m = r.floats(n, 0.01), v = Float32Array.from({ length: n }, () => r.next() * 0.01);
+      const grads = [r.floats(n), r.floats(n), r.floats(n)];
+      const run = async (be: Backend) => {
+        const tp = be.fromArray(p), tm = be.fromArray(m), tv = be.fromArray(v), tg = be.tensor('float32', [n]);
+        grads.forEach((g, s) => {
+          tg.write(g);
+          be.adam(tp, tg, tm, tv, { lr: 1e-2, step: s + 1, beta1: 0.8 });
+        });
+        return Promise.all([tp.read(), tm.read(), tv.read()]);
+      };
+      const [c, g] = await Promise.all([run(cpu), run(cuda())]);
+      ['param', 'm', 'v'].forEach((what, i) => expectNear(g[i], c[i], 1e-6, `${what} (n=${n})`));
+    }
+  });
+});
+
+describe.skipIf(!HAVE_CUDA)('cuda ops - rewiring', () => {
+  const moments = (r: Rng, n: number) => Float32Array.from({ length: n }, () => 0.01 + r.next());
+
+  for (const [L, k, I, fraction] of [[57, 7, 40, 0.2], [30, 7, 7, 0.5], [5000, 32, 70_000, 0.1], [10, 3, 4, 1]]) {
+    it(`rewireFfi gives the CPU backend's result exactly, fan-in k with distinct sources (L=${L}, k=${k}, I=${I}, fraction=${fraction})`, async () => {
+      const r = rng();
+      const W0 = r.floats(L * k), idx0 = randomFfiIdx(r, L, k, I), m0 = moments(r, L * k), v0 = moments(r, L * k);
+      W0[3] = W0[5]; // a tie
+      const seed = r.int(1e9);
+      const run = async (be: Backend) => {
+        const W = be.fromArray(W0, [L, k]), idx = be.fromArray(idx0, [L, k]), m = be.fromArray(m0, [L, k]), v = be.fromArray(v0, [L, k]);
+        const n = be.rewireFfi(W, idx, m, v, { fraction, inputDim: I, seed });
+        return { n, arrays: await Promise.all([W.read(), idx.read(), m.read(), v.read()]) };
+      };
+      const [c, g] = await Promise.all([run(cpu), run(cuda())]);
+      expect(g.n).toBe(Math.floor(fraction * L * k));
+      expect(g.n).toBe(c.n);
+      ['W', 'idx', 'm', 'v'].forEach((what, i) => expectSame(g.arrays[i], c.arrays[i], what));
+      const idx1 = g.arrays[1] as Uint32Array;
+      for (let l = 0; l < L; l++) {
+        const row = Array.from(idx1.subarray(l * k, (l + 1) * k));
+        expect(new Set(row).size, `row ${l}, seed ${SEED}`).toBe(k);
+        for (const s of row) expect(s).toBeLessThan(I);
+      }
+    });
+  }
+
+  for (const [L, I, nnz, fraction] of [[40, 30, 300, 0.3], [8, 5, 38, 0.5], [3000, 70_000, 96_000, 0.1]]) {
+    it(`rewireSparse gives the CPU backend's result exactly, a valid CSR (L=${L}, I=${I}, nnz=${nnz}, fraction=${fraction})`, async () => {
+      const r = rng();
+      const csr = randomCsr(r, L, I, nnz);
+      const W0 = r.floats(nnz), m0 = moments(r, nnz), v0 = moments(r, nnz);
+      const seed = r.int(1e9);
+      const run = async (be: Backend) => {
+        const rp = be.fromArray(csr.rowPtr), col = be.fromArray(csr.col), W = be.fromArray(W0), m = be.fromArray(m0), v = be.fromArray(v0);
+        const n = be.rewireSparse(rp, col, W, m, v, { fraction, inputDim: I, seed });
+        return { n, arrays: await Promise.all([rp.read(), col.read(), W.read(), m.read(), v.read()]) };
+      };
+      const [c, g] = await Promise.all([run(cpu), run(cuda())]);
+      expect(g.n).toBe(c.n);
+      ['rowPtr', 'col', 'W', 'm', 'v'].forEach((what, i) => expectSame(g.arrays[i], c.arrays[i], what));
+      const [rp, col] = g.arrays as [Uint32Array, Uint32Array];
+      expect(rp[0]).toBe(0);
+      expect(rp[L]).toBe(nnz);
+      for (let l = 0; l < L; l++) for (let e = rp[l] + 1; e < rp[l + 1]; e++) expect(col[e]).toBeGreaterThan(col[e - 1]);
+    });
+  }
+});
