@@ -64,7 +64,7 @@ export interface CoordinatorOptions {
   maxAhead?: number;
   /** default float32 (float16 halves the stream but changes the inputs' bits) */
   featureDtype?: FeatureDtype;
-  /** seconds a commit or eval request to a worker may take before it is sent again (default 120) */
+  /** seconds a commit or eval request to a worker may take before it is sent again (default 30; a repeated commit joins the one in progress) */
   requestTimeoutSeconds?: number;
   log?: (message: string) => void;
 }
@@ -131,7 +131,7 @@ export async function runCoordinator(options: CoordinatorOptions): Promise<Coord
   const log = options.log ?? logger('coordinator');
   const runDir = resolve(options.runDir);
   const s = runSubjects(runId);
-  const timeoutMs = 1000 * (options.requestTimeoutSeconds ?? 120);
+  const timeoutMs = 1000 * (options.requestTimeoutSeconds ?? 30);
   await mkdir(runDir, { recursive: true });
   const conn = await connectRun(options.url, `xmc-coordinator-${runId}`);
   try {

@@ -30,7 +30,7 @@ roles:
                   (only --epochs may change)
                   --max-ahead N        batches the encoder may run ahead of the slowest worker (16)
                   --features float32|float16   batch feature encoding (float32)
-                  --request-timeout S  seconds before a commit/eval request to a worker is sent again (120)
+                  --request-timeout S  seconds before a commit/eval request to a worker is sent again (30)
   encoder       reads the training set, publishes each epoch's batches
   worker        trains label shard --shard I (0-based)
                   --device cpu|cuda|auto (auto) --threads T --checkpoint-every N (200 steps)
@@ -61,6 +61,17 @@ const OPTIONS = {
   'rewire-fraction': { type: 'string' }, 'lr-factor': { type: 'string' }, 'lr-patience': { type: 'string' },
   'min-lr': { type: 'string' }, 'early-stop': { type: 'string' }, 'eval-batch-size': { type: 'string' },
 } as const;
+
+/**
+ * The exit code of a process whose run is over: 0, or XMC_DONE_EXIT_CODE.
+ * pm2 reports a process killed by a signal with exit code 0, so
+ * ecosystem.config.js sets 64 and lists it in stop_exit_codes: then a
+ * finished process stays stopped and a killed one is restarted.
+ */
+function doneExitCode(): number {
+  const c = Number(process.env.XMC_DONE_EXIT_CODE ?? 0);
+  return Number.isInteger(c) && c >= 0 && c < 256 ? c : 0;
+}
 
 /** The run id from a run directory's base name: [A-Za-z0-9_-], other characters become '_'. */
 export function defaultRunId(runDir: string): string {
@@ -106,18 +117,20 @@ export const command: Command = {
         const result = await runCoordinator({
           url, runId, runDir, config, data,
           maxAhead: numberOption('--max-ahead', v['max-ahead'], 16, { min: 1, integer: true }),
-          requestTimeoutSeconds: numberOption('--request-timeout', v['request-timeout'], 120, { min: 1 }),
+          requestTimeoutSeconds: numberOption('--request-timeout', v['request-timeout'], 30, { min: 1 }),
           featureDtype: choiceOption<FeatureDtype>('--features', v.features, 'float32', ['float32', 'float16']),
         });
         await shutdownWorkers(url, runId, result.workers).catch(() => undefined);
+        process.exitCode = doneExitCode();
         process.stdout.write(`${runDir}: ${result.history.length} epochs, stopped by ${result.stoppedBy}`
           + (result.best ? `; best epoch ${result.best.epoch}: P@1 ${(100 * result.best.metrics['P@1']).toFixed(2)}, P@3 ${(100 * result.best.metrics['P@3']).toFixed(2)}` : '') + '\n');
-        return 0;
+        return doneExitCode();
       }
       case 'encoder': {
         const { runEncoder } = await import('../../encoder/encoder.js');
         await runEncoder({ url, runId });
-        return 0;
+        // The run is over: exit now rather than wait for lingering handles.
+        process.exit(doneExitCode());
       }
       case 'worker': {
         const { runWorker } = await import('../../../workers/worker.js');
@@ -129,7 +142,8 @@ export const command: Command = {
           threads: v.threads === undefined ? undefined : numberOption('--threads', v.threads, 0, { min: 1, max: 1024, integer: true }),
           checkpointEvery: numberOption('--checkpoint-every', v['checkpoint-every'], 200, { min: 1, integer: true }),
         });
-        return 0;
+        // Shut down by the coordinator: exit now (the backend's thread pool would keep the process alive).
+        process.exit(doneExitCode());
       }
       default:
         throw new OptionError('<role>', `unknown role '${role}': nats, coordinator, encoder or worker`);
