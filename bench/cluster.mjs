@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Distributed (NATS, one worker per shard) against single-process training on
 // the same preset: training samples/s of each, side by side, measured in the
-// same invocation (the `samplesPerSecond` of metrics.jsonl: training time of
+// same invocation (the epochs' samplesPerSecond: training time of
 // the epoch, evaluation excluded; the distributed figure includes the
 // encoder, the stream and the coordinator's barrier at the end of the epoch).
 //
@@ -75,7 +75,7 @@ async function single(shards) {
   rmSync(out, { recursive: true, force: true });
   const r = await runTraining({ train: preset.train, test: preset.test, out, options: { ...preset.options, shards, epochs }, backend, reporter: { message() {}, step() {}, epochEnd() {} } });
   r.model.dispose();
-  return metrics(out);
+  return { metrics: metrics(out), sps: r.history.map((h) => h.samplesPerSecond) };
 }
 
 async function distributed(workers) {
@@ -100,7 +100,8 @@ async function distributed(workers) {
       start(`worker-${w}`, ['worker', '--shard', String(w), '--device', device, ...(threads ? ['--threads', threads] : [])], { CUDA_VISIBLE_DEVICES: String(w) }).catch(() => undefined);
     }
     await done;
-    return metrics(runDir);
+    const state = JSON.parse(readFileSync(join(runDir, 'coordinator.json'), 'utf8')).state;
+    return { metrics: metrics(runDir), sps: state.history.map((h) => h.samplesPerSecond) };
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
     await nats.stop();
@@ -112,8 +113,9 @@ const rows = [];
 for (const w of workerCounts) {
   const s = await single(w);
   const d = await distributed(w);
-  const sps = (m) => m.reduce((a, r) => a + r.samplesPerSecond, 0) / m.length;
-  rows.push({ workers: w, single: sps(s), distributed: sps(d), sameMetrics: JSON.stringify(s.map(({ seconds, ...r }) => r)) === JSON.stringify(d.map(({ seconds, ...r }) => r)) });
+  const mean = (v) => v.reduce((a, b) => a + b, 0) / v.length;
+  const timeless = (m) => JSON.stringify(m.map(({ seconds, ...r }) => r));
+  rows.push({ workers: w, single: mean(s.sps), distributed: mean(d.sps), sameMetrics: timeless(s.metrics) === timeless(d.metrics) });
 }
 console.log('shards  single-process samples/s  distributed samples/s  ratio  same metrics');
 for (const r of rows) console.log(`${String(r.workers).padStart(6)}  ${r.single.toFixed(0).padStart(25)}  ${r.distributed.toFixed(0).padStart(21)}  ${(r.distributed / r.single).toFixed(2).padStart(5)}  ${r.sameMetrics}`);
