@@ -16,6 +16,8 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   predict: () => import('./commands/predict.js'),
   info: () => import('./commands/info.js'),
   demo: () => import('./commands/demo.js'),
+  cluster: () => import('./commands/cluster.js'),
+  status: () => import('./commands/status.js'),
 };
 
 function usage(): string {
@@ -30,6 +32,8 @@ function usage(): string {
     '  predict            top-k predictions of a trained run, in the format xmc eval reads',
     '  info               native backends: CPU threads, CUDA devices',
     '  demo               the README quick start on the embedded default data',
+    '  cluster ROLE       a process of a distributed run: nats, coordinator, encoder, worker',
+    '  status RUN_DIR     progress of a distributed run: epochs, metrics, live workers',
     '',
     'run `xmc <command> --help` for a command\'s options',
   ].join('\n');

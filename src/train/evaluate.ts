@@ -9,6 +9,7 @@ import { XmcEvaluator } from '../metrics/evaluator.js';
 import type { Backend } from '../native/backend.js';
 import type { Model } from '../model/model.js';
 import { predictBlocks } from '../model/predict.js';
+import type { TopK } from '../topk/topk.js';
 
 export const METRIC_NAMES = ['P@1', 'P@3', 'P@5', 'nDCG@3', 'nDCG@5', 'PSP@3', 'PSP@5'] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
@@ -23,9 +24,18 @@ export interface EvaluateOptions {
 }
 
 export async function evaluateModel(backend: Backend, model: Model, features: FeatureMatrix, labels: CsrMatrix, options: EvaluateOptions): Promise<Metrics> {
-  const evaluator = new XmcEvaluator({ ks: [1, 3, 5], numLabels: model.config.numLabels, inversePropensities: options.inversePropensities });
+  return evaluateTopKBlocks(predictBlocks(backend, model, features, { k: 5, batchRows: options.batchRows }), labels, model.config.numLabels, options.inversePropensities);
+}
+
+/**
+ * The metrics of top-5 lists given as blocks of consecutive test rows (from
+ * row 0): what evaluateModel computes from a model in this process, and what
+ * the distributed coordinator computes from its workers' merged lists.
+ */
+export async function evaluateTopKBlocks(blocks: AsyncIterable<TopK>, labels: CsrMatrix, numLabels: number, inversePropensities: Float64Array): Promise<Metrics> {
+  const evaluator = new XmcEvaluator({ ks: [1, 3, 5], numLabels, inversePropensities });
   let row = 0;
-  for await (const block of predictBlocks(backend, model, features, { k: 5, batchRows: options.batchRows })) {
+  for await (const block of blocks) {
     evaluator.add(block, labels, row);
     row += block.rows;
   }

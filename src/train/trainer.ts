@@ -43,6 +43,23 @@ export const RUN_FILES = {
 /** Steps between two read-backs of the loss. */
 export const LOSS_READ_EVERY = 50;
 
+/**
+ * The mean epoch loss from per-shard, per-step loss values
+ * (`perShard[s][i]`: shard s's loss at the epoch's step i), summed in the
+ * order the loop of `train` sums them (chunks of LOSS_READ_EVERY steps,
+ * step-major then shard, each chunk summed from 0 and added to the total):
+ * the distributed coordinator gets bit-identical epoch losses this way.
+ */
+export function meanEpochLoss(perShard: readonly ArrayLike<number>[], steps: number): number {
+  let total = 0;
+  for (let start = 0; start < steps; start += LOSS_READ_EVERY) {
+    let chunk = 0;
+    for (let i = start; i < Math.min(steps, start + LOSS_READ_EVERY); i++) for (const losses of perShard) chunk += losses[i];
+    total += chunk;
+  }
+  return total / Math.max(steps, 1);
+}
+
 export type StopReason = 'early-stop' | 'epochs';
 
 export interface TrainerState {

@@ -1,0 +1,122 @@
+#!/usr/bin/env node
+// Distributed (NATS, one worker per shard) against single-process training on
+// the same preset: training samples/s of each, side by side, measured in the
+// same invocation (the epochs' samplesPerSecond: training time of
+// the epoch, evaluation excluded; the distributed figure includes the
+// encoder, the stream and the coordinator's barrier at the end of the epoch).
+//
+//   npm run bench:cluster [-- --preset bibtex-small|A670K-FFI32-64k] [--workers 1,2]
+//                         [--epochs N] [--device cpu|cuda|auto] [--threads T] [--keep DIR]
+//
+// Presets:
+//   bibtex-small     ../shared/data/bibtex_{train,test}.txt, dense-ffi, H 512, fan-in 32 (CPU, ~1 min on 2 cores)
+//   A670K-FFI32-64k  synthetic Amazon-670K (xmc synth amazon670k), dense-ffi, H 65536, fan-in 32 (GPU hosts)
+// With --workers 2 the distributed run has 2 shards; its single-process
+// counterpart is `--shards 2` in one process (same total model size), and
+// 2 workers on a 2-GPU host set CUDA_VISIBLE_DEVICES=0,1 per worker.
+// Needs nats-server on PATH and a build (npm run build:ts).
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const dist = (...p) => join(root, 'dist', ...p);
+if (!existsSync(dist('workers', 'worker.js'))) {
+  console.error('bench/cluster: dist/ is missing: build first (npm run build:ts)');
+  process.exit(2);
+}
+const { runTraining, createDeviceBackend } = await import(dist('src', 'train', 'run.js'));
+const { startNatsServer } = await import(dist('src', 'distributed', 'nats.js'));
+
+function arg(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? fallback : process.argv[i + 1];
+}
+const presetName = arg('preset', 'bibtex-small');
+const workerCounts = arg('workers', '1').split(',').map(Number);
+const epochs = Number(arg('epochs', '1'));
+const device = arg('device', 'auto');
+const threads = arg('threads');
+const keep = arg('keep');
+const work = keep ? resolve(keep) : mkdtempSync(join(tmpdir(), 'xmc-bench-cluster-'));
+
+async function presetData() {
+  if (presetName === 'bibtex-small') {
+    const d = resolve(root, '..', 'shared', 'data');
+    const train = join(d, 'bibtex_train.txt');
+    if (!existsSync(train)) { console.error(`bench/cluster: ${train} is missing`); process.exit(2); }
+    return { train, test: join(d, 'bibtex_test.txt'), options: { setup: 'dense-ffi', intermediate: 512, fanIn: 32, batchSize: 32, seed: 1 } };
+  }
+  if (presetName === 'A670K-FFI32-64k') {
+    const dataDir = join(work, 'a670k');
+    if (!existsSync(join(dataDir, 'train.labels.txt'))) {
+      const { generateSynthetic } = await import(dist('src', 'synth', 'index.js'));
+      await generateSynthetic({ preset: 'amazon670k', outDir: dataDir, seed: 1, scale: 1, dtype: 'float16', force: true });
+    }
+    return {
+      train: { features: join(dataDir, 'train.features.npy'), labels: join(dataDir, 'train.labels.txt') },
+      test: { features: join(dataDir, 'test.features.npy'), labels: join(dataDir, 'test.labels.txt') },
+      options: { setup: 'dense-ffi', intermediate: 65536, fanIn: 32, batchSize: 256, seed: 1 },
+    };
+  }
+  console.error(`bench/cluster: unknown preset ${presetName}`);
+  process.exit(2);
+}
+
+const preset = await presetData();
+const dataArgs = (flag, spec) => (typeof spec === 'string' ? [`--${flag}`, spec] : [`--${flag}`, spec.labels, `--${flag}-features`, spec.features]);
+const metrics = (dir) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+
+async function single(shards) {
+  const backend = createDeviceBackend(device, threads === undefined ? undefined : Number(threads));
+  const out = join(work, `single-${shards}`);
+  rmSync(out, { recursive: true, force: true });
+  const r = await runTraining({ train: preset.train, test: preset.test, out, options: { ...preset.options, shards, epochs }, backend, reporter: { message() {}, step() {}, epochEnd() {} } });
+  r.model.dispose();
+  return { metrics: metrics(out), sps: r.history.map((h) => h.samplesPerSecond) };
+}
+
+async function distributed(workers) {
+  const runDir = join(work, `cluster-${workers}`);
+  rmSync(runDir, { recursive: true, force: true });
+  const nats = await startNatsServer({ runDir });
+  const common = ['--run', runDir, '--nats', nats.url];
+  const o = preset.options;
+  const train = ['--setup', o.setup, '--intermediate', String(o.intermediate), '--fan-in', String(o.fanIn), '--batch-size', String(o.batchSize),
+    '--seed', String(o.seed), '--shards', String(workers), '--epochs', String(epochs)];
+  const children = [];
+  const start = (name, args, env = {}) => {
+    const log = openSync(join(runDir, `${name}.log`), 'a');
+    const c = spawn(process.execPath, [join(root, 'bin', 'xmc.js'), 'cluster', ...args, ...common], { stdio: ['ignore', log, log], env: { ...process.env, ...env } });
+    children.push(c);
+    return new Promise((ok, fail) => c.once('exit', (code) => (code === 0 ? ok() : fail(new Error(`${name} exited with ${code} (log ${runDir}/${name}.log)`)))));
+  };
+  try {
+    const done = start('coordinator', ['coordinator', ...dataArgs('train', preset.train), ...dataArgs('test', preset.test), ...train]);
+    start('encoder', ['encoder']).catch(() => undefined);
+    for (let w = 0; w < workers; w++) {
+      start(`worker-${w}`, ['worker', '--shard', String(w), '--device', device, ...(threads ? ['--threads', threads] : [])], { CUDA_VISIBLE_DEVICES: String(w) }).catch(() => undefined);
+    }
+    await done;
+    const state = JSON.parse(readFileSync(join(runDir, 'coordinator.json'), 'utf8')).state;
+    return { metrics: metrics(runDir), sps: state.history.map((h) => h.samplesPerSecond) };
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    await nats.stop();
+  }
+}
+
+console.log(`bench:cluster preset ${presetName}, ${epochs} epoch(s), device ${device}${threads ? `, ${threads} threads` : ''}`);
+const rows = [];
+for (const w of workerCounts) {
+  const s = await single(w);
+  const d = await distributed(w);
+  const mean = (v) => v.reduce((a, b) => a + b, 0) / v.length;
+  const timeless = (m) => JSON.stringify(m.map(({ seconds, ...r }) => r));
+  rows.push({ workers: w, single: mean(s.sps), distributed: mean(d.sps), sameMetrics: timeless(s.metrics) === timeless(d.metrics) });
+}
+console.log('shards  single-process samples/s  distributed samples/s  ratio  same metrics');
+for (const r of rows) console.log(`${String(r.workers).padStart(6)}  ${r.single.toFixed(0).padStart(25)}  ${r.distributed.toFixed(0).padStart(21)}  ${(r.distributed / r.single).toFixed(2).padStart(5)}  ${r.sameMetrics}`);
+if (!keep) rmSync(work, { recursive: true, force: true });
