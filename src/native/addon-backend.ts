@@ -125,12 +125,13 @@ export abstract class AddonBackend implements Backend {
   }
 
   /**
-   * The native handle of an addon tensor (the addon itself refuses one of
-   * another backend, naming the argument); FOREIGN for any other tensor-like
+   * The native handle of an addon tensor of this kind (the addon itself
+   * refuses one of another backend object of the same kind, naming the
+   * argument); FOREIGN for a tensor of another kind or any other tensor-like
    * object; anything else as is (the addon names it).
    */
   private h(t: Tensor | null | undefined): unknown {
-    if (t instanceof AddonTensor) return t.handle;
+    if (t instanceof AddonTensor) return t.owner.kind === this.kind ? t.handle : FOREIGN;
     if (t !== null && typeof t === 'object' && 'dtype' in t && 'shape' in t && 'read' in t) return FOREIGN;
     return t;
   }
