@@ -6,7 +6,7 @@
 // epoch, the time of each run and the peak native memory.
 //
 //   npm run bench:accuracy-synth [-- --preset synth100k] [--scale F] [--epochs N]
-//                                [--intermediate H] [--threads T] [--data DIR] [--keep DIR]
+//                                [--intermediate H] [--threads T] [--device cpu|cuda|auto] [--data DIR] [--keep DIR]
 //
 // The data set is generated first (xmc synth, seed 1) unless --data names an
 // existing output of `xmc synth`. Bar: dense-ffi's P@1 at least 5 points above
@@ -23,7 +23,7 @@ if (!existsSync(dist('train/run.js'))) {
   process.exit(2);
 }
 const { runTraining } = await import(dist('train/run.js'));
-const { createBackend } = await import(dist('native/backend.js'));
+const { createDeviceBackend } = await import(dist('train/run.js'));
 const { generateSynthetic } = await import(dist('synth/index.js'));
 const { parsePropensityModel } = await import(dist('metrics/propensity.js'));
 
@@ -36,6 +36,7 @@ const scale = Number(arg('scale', '1'));
 const epochs = Number(arg('epochs', '5'));
 const intermediate = Number(arg('intermediate', '4096'));
 const threads = arg('threads') === undefined ? undefined : Number(arg('threads'));
+const device = arg('device', 'cpu');
 const keep = arg('keep');
 const GAP = 5;
 
@@ -50,8 +51,8 @@ if (!dataDir) {
 const train = { features: join(dataDir, 'train.features.npy'), labels: join(dataDir, 'train.labels.txt') };
 const test = { features: join(dataDir, 'test.features.npy'), labels: join(dataDir, 'test.labels.txt') };
 
-const backend = createBackend('cpu', threads === undefined ? {} : { threads });
-console.log(`bench/accuracy-synth: ${preset}, ${epochs} epochs each, CPU backend, ${backend.threads} threads`);
+const backend = createDeviceBackend(device, threads);
+console.log(`bench/accuracy-synth: ${preset}, ${epochs} epochs each, ${backend.kind} backend, ${backend.threads} ${backend.kind === 'cpu' ? 'threads' : 'multiprocessors'}`);
 const propensity = parsePropensityModel('amazon'); // the generator mimics Amazon-670K
 const runs = [
   { setup: 'dense-ffi', options: { setup: 'dense-ffi', intermediate, epochs, propensity } },
