@@ -38,6 +38,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/splitmix.h"
+
 namespace xmc::cpu {
 
 // Lets hot loops be compiled for AVX2+FMA as well as for the baseline, chosen
@@ -285,28 +287,8 @@ void parallel_sgemm(ThreadPool& pool, bool trans_a, bool trans_b, int64_t M, int
 // x [rows, cols] -> xT [cols, rows], parallel.
 void transpose(ThreadPool& pool, const float* x, int64_t rows, int64_t cols, float* xT);
 
-// splitmix64 finaliser: the counter-based hash behind every seeded op
-// (dropout masks, rewiring). The CUDA backend must use the same function.
-inline uint64_t mix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// A small sequential generator (splitmix64 stream) for rewiring.
-struct SplitMix {
-  uint64_t state;
-  explicit SplitMix(uint64_t seed) : state(seed) {}
-  uint64_t next() {
-    state += 0x9E3779B97F4A7C15ull;
-    uint64_t z = state;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [0, n) (multiply-shift; bias below 2^-32 for n < 2^32).
-  uint64_t below(uint64_t n) { return static_cast<uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64); }
-};
+// splitmix64 (mix64, SplitMix): one definition for both backends.
+using common::mix64;
+using common::SplitMix;
 
 }  // namespace xmc::cpu
