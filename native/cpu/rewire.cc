@@ -27,8 +27,7 @@
 // Randomness: FFI row l draws from a splitmix64 stream seeded with
 // mix64(seed) ^ mix64(l + 1), so the result does not depend on the thread
 // count; CSR draws from one stream seeded with mix64(seed) (sequential).
-#include <cmath>
-
+#include "common/rewire_args.h"
 #include "common/rewire_core.h"
 #include "rowsparse.h"
 
@@ -49,39 +48,13 @@ common::RewireHost pool_host(ThreadPool& pool, const std::shared_ptr<Allocator>&
   return host;
 }
 
-struct RewireOptions {
-  double fraction;
-  int64_t input_dim;
-  uint64_t seed;
-};
-
-// inputDim must fit the index dtype: int32 index tensors hold sources < 2^31.
-RewireOptions parse_rewire_options(const OpCall& call, const Napi::Object& opts, const Tensor& indices) {
-  RewireOptions o;
-  o.fraction = call.option(opts, "fraction", std::nullopt, 0.0, 1.0, false);
-  const double max_dim = indices.dtype == DType::Int32 ? 2147483648.0 : 4294967296.0;
-  o.input_dim = static_cast<int64_t>(call.option(opts, "inputDim", std::nullopt, 1.0, max_dim, true));
-  o.seed = static_cast<uint64_t>(call.option(opts, "seed", std::nullopt, 0.0, 9007199254740991.0, true));
-  return o;
-}
-
 Napi::Value RewireFfi(const Napi::CallbackInfo& info) {
   OpCall call(info, "rewireFfi");
   Tensor W = call.tensor(1, "W"), idx = call.tensor(2, "idx"), m = call.tensor(3, "m"), v = call.tensor(4, "v");
   auto [L, k] = check_ffi_layer(call, W, idx, nullptr);
-  call.expect_dtype(m, "m", DType::Float32);
-  call.expect_dtype(v, "v", DType::Float32);
-  call.expect_same_shape(m, "m", W, "W");
-  call.expect_same_shape(v, "v", W, "W");
-  call.expect_distinct(W, "W", m, "m");
-  call.expect_distinct(W, "W", v, "v");
-  call.expect_distinct(m, "m", v, "v");
-  RewireOptions o = parse_rewire_options(call, call.options(5), idx);
-  if (k > o.input_dim)
-    call.range_error("fan-in k = " + std::to_string(k) + " exceeds option inputDim = " + std::to_string(o.input_dim) +
-                     ": a row cannot have k distinct sources");
-  const int64_t total = L * k;
-  const int64_t n = static_cast<int64_t>(std::floor(o.fraction * static_cast<double>(total)));
+  common::expect_rewire_moments(call, W, m, v);
+  const common::RewireOptions o = common::parse_rewire_options(call, call.options(5), idx.dtype);
+  const int64_t n = common::ffi_rewire_count(call, L, k, o);
   if (n == 0) return Napi::Number::New(info.Env(), 0);
   call.enqueue([pool = call.pool(), alloc = call.allocator(), W, idx, m, v, L = L, k = k, o, n] {
     validate_ffi_idx(*pool, idx, k, o.input_dim);
@@ -96,18 +69,9 @@ Napi::Value RewireSparse(const Napi::CallbackInfo& info) {
   Tensor rowPtr = call.tensor(1, "rowPtr"), col = call.tensor(2, "col"), W = call.tensor(3, "W"), m = call.tensor(4, "m"),
          v = call.tensor(5, "v");
   auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, nullptr);
-  call.expect_dtype(m, "m", DType::Float32);
-  call.expect_dtype(v, "v", DType::Float32);
-  call.expect_same_shape(m, "m", W, "W");
-  call.expect_same_shape(v, "v", W, "W");
-  call.expect_distinct(W, "W", m, "m");
-  call.expect_distinct(W, "W", v, "v");
-  call.expect_distinct(m, "m", v, "v");
-  RewireOptions o = parse_rewire_options(call, call.options(6), col);
-  if (static_cast<double>(nnz) > static_cast<double>(L) * static_cast<double>(o.input_dim))
-    call.range_error("nnz = " + std::to_string(nnz) + " exceeds L * inputDim = " + std::to_string(L) + " * " +
-                     std::to_string(o.input_dim) + " cells");
-  const int64_t n = static_cast<int64_t>(std::floor(o.fraction * static_cast<double>(nnz)));
+  common::expect_rewire_moments(call, W, m, v);
+  const common::RewireOptions o = common::parse_rewire_options(call, call.options(6), col.dtype);
+  const int64_t n = common::csr_rewire_count(call, L, nnz, o);
   if (n == 0) return Napi::Number::New(info.Env(), 0);
   call.enqueue([pool = call.pool(), alloc = call.allocator(), rowPtr, col, W, m, v, L = L, nnz = nnz, o, n] {
     validate_csr(*pool, rowPtr, L, col, nnz, o.input_dim);

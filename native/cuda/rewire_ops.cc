@@ -32,6 +32,7 @@
 #include <thread>
 
 #include "backend.h"
+#include "common/rewire_args.h"
 #include "common/rewire_core.h"
 
 namespace xmc::cuda {
@@ -56,21 +57,6 @@ common::RewireHost host_threads() {
     return std::shared_ptr<void>(::operator new(bytes), [](void* p) { ::operator delete(p); });
   };
   return host;
-}
-
-struct Options {
-  double fraction;
-  int64_t input_dim;
-  uint64_t seed;
-};
-
-Options parse_options(const OpCall& call, const Napi::Object& opts, const Tensor& indices) {
-  Options o;
-  o.fraction = call.option(opts, "fraction", std::nullopt, 0.0, 1.0, false);
-  const double max_dim = indices.dtype == DType::Int32 ? 2147483648.0 : 4294967296.0;
-  o.input_dim = static_cast<int64_t>(call.option(opts, "inputDim", std::nullopt, 1.0, max_dim, true));
-  o.seed = static_cast<uint64_t>(call.option(opts, "seed", std::nullopt, 0.0, 9007199254740991.0, true));
-  return o;
 }
 
 // A pinned copy of a tensor that goes to the host and comes back.
@@ -146,19 +132,10 @@ Napi::Value RewireFfi(const Napi::CallbackInfo& info) {
     OpCall call(info, "rewireFfi");
     Tensor W = call.tensor(1, "W"), idx = call.tensor(2, "idx"), m = call.tensor(3, "m"), v = call.tensor(4, "v");
     auto [L, k] = check_ffi_layer(call, W, idx, nullptr);
-    call.expect_dtype(m, "m", DType::Float32);
-    call.expect_dtype(v, "v", DType::Float32);
-    call.expect_same_shape(m, "m", W, "W");
-    call.expect_same_shape(v, "v", W, "W");
-    call.expect_distinct(W, "W", m, "m");
-    call.expect_distinct(W, "W", v, "v");
-    call.expect_distinct(m, "m", v, "v");
-    const Options o = parse_options(call, call.options(5), idx);
-    if (k > o.input_dim)
-      call.range_error("fan-in k = " + std::to_string(k) + " exceeds option inputDim = " + std::to_string(o.input_dim) +
-                       ": a row cannot have k distinct sources");
+    common::expect_rewire_moments(call, W, m, v);
+    const common::RewireOptions o = common::parse_rewire_options(call, call.options(5), idx.dtype);
+    const int64_t n = common::ffi_rewire_count(call, L, k, o);
     const int64_t total = L * k;
-    const int64_t n = static_cast<int64_t>(std::floor(o.fraction * static_cast<double>(total)));
     if (n == 0) return Napi::Number::New(info.Env(), 0);
     Formatter idx_message = ffi_idx_formatter("rewireFfi", idx.dtype, k, o.input_dim);
     auto failure = std::make_shared<std::string>();
@@ -185,18 +162,9 @@ Napi::Value RewireSparse(const Napi::CallbackInfo& info) {
     Tensor rowPtr = call.tensor(1, "rowPtr"), col = call.tensor(2, "col"), W = call.tensor(3, "W"), m = call.tensor(4, "m"),
            v = call.tensor(5, "v");
     auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, nullptr);
-    call.expect_dtype(m, "m", DType::Float32);
-    call.expect_dtype(v, "v", DType::Float32);
-    call.expect_same_shape(m, "m", W, "W");
-    call.expect_same_shape(v, "v", W, "W");
-    call.expect_distinct(W, "W", m, "m");
-    call.expect_distinct(W, "W", v, "v");
-    call.expect_distinct(m, "m", v, "v");
-    const Options o = parse_options(call, call.options(6), col);
-    if (static_cast<double>(nnz) > static_cast<double>(L) * static_cast<double>(o.input_dim))
-      call.range_error("nnz = " + std::to_string(nnz) + " exceeds L * inputDim = " + std::to_string(L) + " * " +
-                       std::to_string(o.input_dim) + " cells");
-    const int64_t n = static_cast<int64_t>(std::floor(o.fraction * static_cast<double>(nnz)));
+    common::expect_rewire_moments(call, W, m, v);
+    const common::RewireOptions o = common::parse_rewire_options(call, call.options(6), col.dtype);
+    const int64_t n = common::csr_rewire_count(call, L, nnz, o);
     if (n == 0) return Napi::Number::New(info.Env(), 0);
     Formatter csr_message = csr_formatter("rewireSparse", rowPtr.dtype, col.dtype, L, nnz, o.input_dim);
     auto failure = std::make_shared<std::string>();
