@@ -15,6 +15,7 @@
 #endif
 
 #include "backend.h"
+#include "common/adam_args.h"
 
 namespace xmc::cpu {
 namespace {
@@ -70,30 +71,8 @@ static void adam_range(float* p, const float* g, float* m, float* v, int64_t n, 
 Napi::Value Adam(const Napi::CallbackInfo& info) {
   OpCall call(info, "adam");
   Tensor param = call.tensor(1, "param"), grad = call.tensor(2, "grad"), m = call.tensor(3, "m"), v = call.tensor(4, "v");
-  Napi::Object opts = call.options(5);
-  call.expect_dtype(param, "param", DType::Float32);
-  call.expect_dtype(grad, "grad", DType::Float32);
-  call.expect_dtype(m, "m", DType::Float32);
-  call.expect_dtype(v, "v", DType::Float32);
-  call.expect_same_shape(grad, "grad", param, "param");
-  call.expect_same_shape(m, "m", param, "param");
-  call.expect_same_shape(v, "v", param, "param");
-  call.expect_distinct(param, "param", grad, "grad");
-  call.expect_distinct(param, "param", m, "m");
-  call.expect_distinct(param, "param", v, "v");
-  call.expect_distinct(m, "m", v, "v");
-  call.expect_distinct(grad, "grad", m, "m");
-  call.expect_distinct(grad, "grad", v, "v");
-  const double lr = call.option(opts, "lr", std::nullopt, 0.0, 1e30, false);
-  const double beta1 = call.option(opts, "beta1", 0.9, 0.0, 0.999999999, false);
-  const double beta2 = call.option(opts, "beta2", 0.999, 0.0, 0.999999999, false);
-  const double eps = call.option(opts, "eps", 1e-8, 0.0, 1e30, false);
-  const double step = call.option(opts, "step", std::nullopt, 1.0, 9007199254740991.0, true);
-  const double bc1 = 1.0 - std::pow(beta1, step), bc2 = 1.0 - std::pow(beta2, step);
-  const float step_size = static_cast<float>(lr / bc1);
-  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
-  const AdamCoefficients c{static_cast<float>(beta1), static_cast<float>(1.0 - beta1), static_cast<float>(beta2),
-                           static_cast<float>(1.0 - beta2), step_size, inv_sqrt_bc2, static_cast<float>(eps)};
+  const AdamCoefficients c =
+      common::adam_arguments<AdamCoefficients>(call, param, grad, m, v, call.options(5));
   call.enqueue([pool = call.pool(), param, grad, m, v, c] {
     float* p = param.data<float>();
     const float* g = grad.data<float>();

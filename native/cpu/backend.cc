@@ -27,24 +27,6 @@
 
 namespace xmc::cpu {
 
-const char* dtype_name(DType d) {
-  switch (d) {
-    case DType::Float32: return "float32";
-    case DType::Int32: return "int32";
-    case DType::Uint32: return "uint32";
-  }
-  return "?";
-}
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += ", ";
-    s += shape[i] < 0 ? std::string("*") : std::to_string(shape[i]);
-  }
-  return s + "]";
-}
-
 // ---------------------------------------------------------------------------
 // Allocator / Buffer
 
@@ -387,45 +369,7 @@ EnvClasses& classes(napi_env env) {
   return *g_classes.at(env);
 }
 
-DType parse_dtype(Napi::Env env, const Napi::Value& v, const char* where) {
-  if (v.IsString()) {
-    std::string s = v.As<Napi::String>().Utf8Value();
-    if (s == "float32") return DType::Float32;
-    if (s == "int32") return DType::Int32;
-    if (s == "uint32") return DType::Uint32;
-  }
-  throw Napi::TypeError::New(env, std::string(where) + ": dtype must be 'float32', 'int32' or 'uint32'");
-}
-
-std::vector<int64_t> parse_shape(Napi::Env env, const Napi::Value& v, const char* where) {
-  if (!v.IsArray()) throw Napi::TypeError::New(env, std::string(where) + ": shape must be an array of dimensions");
-  Napi::Array a = v.As<Napi::Array>();
-  if (a.Length() > 8) throw Napi::RangeError::New(env, std::string(where) + ": shape has more than 8 dimensions");
-  std::vector<int64_t> shape;
-  double total = 1;
-  for (uint32_t i = 0; i < a.Length(); ++i) {
-    Napi::Value d = a.Get(i);
-    double x = d.IsNumber() ? d.As<Napi::Number>().DoubleValue() : -1;
-    if (!(x >= 0) || x != std::floor(x) || x > 4294967295.0)
-      throw Napi::RangeError::New(env, std::string(where) + ": shape[" + std::to_string(i) +
-                                           "] must be an integer in [0, 2^32), got " + d.ToString().Utf8Value());
-    shape.push_back(static_cast<int64_t>(x));
-    total *= x;
-  }
-  if (total > 1099511627776.0) throw Napi::RangeError::New(env, std::string(where) + ": tensor has more than 2^40 elements");
-  return shape;
-}
-
 }  // namespace
-
-Napi::Value typed_array_for(Napi::Env env, DType dtype, Napi::ArrayBuffer ab, size_t length) {
-  switch (dtype) {
-    case DType::Float32: return Napi::Float32Array::New(env, length, ab, 0);
-    case DType::Int32: return Napi::Int32Array::New(env, length, ab, 0);
-    case DType::Uint32: return Napi::Uint32Array::New(env, length, ab, 0);
-  }
-  return env.Undefined();
-}
 
 class CpuTensor : public Napi::ObjectWrap<CpuTensor> {
  public:
@@ -640,20 +584,12 @@ class CpuBackend : public Napi::ObjectWrap<CpuBackend> {
 // ---------------------------------------------------------------------------
 // OpCall
 
-OpCall::OpCall(const Napi::CallbackInfo& info, const char* op) : info_(info), op_(op) {
+OpCall::OpCall(const Napi::CallbackInfo& info, const char* op) : OpArgs(info, op) {
   Napi::Env env = info.Env();
   Napi::Value b = info.Length() > 0 ? info[0] : env.Undefined();
   if (!b.IsObject() || !b.As<Napi::Object>().InstanceOf(classes(env).backend.Value()))
     throw Napi::TypeError::New(env, std::string(op) + ": the first argument must be a CpuBackend");
   device_ = CpuBackend::Unwrap(b.As<Napi::Object>())->device();
-}
-
-void OpCall::type_error(const std::string& what) const {
-  throw Napi::TypeError::New(env(), std::string(op_) + ": " + what);
-}
-
-void OpCall::range_error(const std::string& what) const {
-  throw Napi::RangeError::New(env(), std::string(op_) + ": " + what);
 }
 
 Tensor OpCall::tensor(size_t index, const char* name) const {
@@ -670,86 +606,6 @@ Tensor OpCall::tensor(size_t index, const char* name) const {
 std::optional<Tensor> OpCall::optional_tensor(size_t index, const char* name) const {
   if (index >= info_.Length() || info_[index].IsNull() || info_[index].IsUndefined()) return std::nullopt;
   return tensor(index, name);
-}
-
-Napi::Object OpCall::options(size_t index) const {
-  if (index >= info_.Length() || info_[index].IsUndefined()) return Napi::Object::New(env());
-  if (!info_[index].IsObject()) type_error("options must be an object");
-  return info_[index].As<Napi::Object>();
-}
-
-static std::string number_text(double x) {
-  std::ostringstream s;
-  s << x;
-  return s.str();
-}
-
-double OpCall::number(size_t index, const char* name, double lo, double hi, bool integer) const {
-  Napi::Value v = index < info_.Length() ? info_[index] : env().Undefined();
-  if (!v.IsNumber()) type_error(std::string("argument ") + name + " must be a number, got " + v.ToString().Utf8Value());
-  double x = v.As<Napi::Number>().DoubleValue();
-  if (!(x >= lo && x <= hi) || (integer && x != std::floor(x)))
-    range_error(std::string("argument ") + name + " must be " + (integer ? "an integer" : "a number") + " in [" +
-                number_text(lo) + ", " + number_text(hi) + "], got " + number_text(x));
-  return x;
-}
-
-double OpCall::option(const Napi::Object& opts, const char* key, std::optional<double> fallback, double lo, double hi,
-                      bool integer) const {
-  Napi::Value v = opts.Get(key);
-  if (v.IsUndefined()) {
-    if (!fallback) type_error(std::string("option ") + key + " is required");
-    return *fallback;
-  }
-  if (!v.IsNumber()) type_error(std::string("option ") + key + " must be a number, got " + v.ToString().Utf8Value());
-  double x = v.As<Napi::Number>().DoubleValue();
-  if (!(x >= lo && x <= hi) || (integer && x != std::floor(x)))
-    range_error(std::string("option ") + key + " must be " + (integer ? "an integer" : "a number") + " in [" +
-                number_text(lo) + ", " + number_text(hi) + "], got " + number_text(x));
-  return x;
-}
-
-std::string OpCall::string_option(const Napi::Object& opts, const char* key, const std::string& fallback,
-                                  const std::vector<std::string>& choices) const {
-  Napi::Value v = opts.Get(key);
-  if (v.IsUndefined()) return fallback;
-  std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
-  if (std::find(choices.begin(), choices.end(), s) == choices.end()) {
-    std::string list;
-    for (auto& c : choices) list += (list.empty() ? "'" : ", '") + c + "'";
-    type_error(std::string("option ") + key + " must be one of " + list + ", got " + v.ToString().Utf8Value());
-  }
-  return s;
-}
-
-void OpCall::expect_dtype(const Tensor& t, const char* name, DType dtype) const {
-  if (t.dtype != dtype)
-    type_error(std::string("argument ") + name + " must be " + dtype_name(dtype) + ", got " + dtype_name(t.dtype));
-}
-
-void OpCall::expect_index_dtype(const Tensor& t, const char* name) const {
-  if (t.dtype == DType::Float32)
-    type_error(std::string("argument ") + name + " must be an index tensor (uint32 or int32), got float32");
-}
-
-void OpCall::expect_shape(const Tensor& t, const char* name, const std::vector<int64_t>& expected,
-                          const char* symbolic) const {
-  bool ok = t.shape.size() == expected.size();
-  for (size_t i = 0; ok && i < expected.size(); ++i) ok = expected[i] < 0 || expected[i] == t.shape[i];
-  if (!ok)
-    range_error(std::string("argument ") + name + " must have shape " + symbolic + " = " + shape_string(expected) +
-                ", got " + shape_string(t.shape));
-}
-
-void OpCall::expect_same_shape(const Tensor& t, const char* name, const Tensor& ref, const char* ref_name) const {
-  if (t.shape != ref.shape)
-    range_error(std::string("argument ") + name + " must have the shape of " + ref_name + " " + shape_string(ref.shape) +
-                ", got " + shape_string(t.shape));
-}
-
-void OpCall::expect_distinct(const Tensor& a, const char* a_name, const Tensor& b, const char* b_name) const {
-  if (a.same_storage(b) && a.size > 0)
-    range_error(std::string("arguments ") + a_name + " and " + b_name + " must be different tensors (no aliasing here)");
 }
 
 // ---------------------------------------------------------------------------

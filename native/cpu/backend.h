@@ -38,6 +38,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/op_args.h"
+#include "common/splitmix.h"
+
 namespace xmc::cpu {
 
 // Lets hot loops be compiled for AVX2+FMA as well as for the baseline, chosen
@@ -53,8 +56,13 @@ namespace xmc::cpu {
 #define XMC_CLONES
 #endif
 
-enum class DType : int { Float32 = 0, Int32 = 1, Uint32 = 2 };
-const char* dtype_name(DType d);
+// Dtypes, shapes and the op argument checks: shared with the CUDA backend (native/common/op_args.h).
+using common::DType;
+using common::dtype_name;
+using common::parse_dtype;
+using common::parse_shape;
+using common::shape_string;
+using common::typed_array_for;
 inline size_t dtype_size(DType) { return 4; }
 
 // ---------------------------------------------------------------------------
@@ -101,8 +109,6 @@ struct Tensor {
   size_t bytes() const { return static_cast<size_t>(size) * dtype_size(dtype); }
   bool same_storage(const Tensor& o) const { return buffer == o.buffer; }
 };
-
-std::string shape_string(const std::vector<int64_t>& shape);
 
 // Raised by an op while it runs; reported as "<op>: <message>".
 struct OpError : std::runtime_error {
@@ -228,36 +234,15 @@ class Device : public std::enable_shared_from_this<Device> {
 
 // ---------------------------------------------------------------------------
 // Argument checking for op entry points: addon.<op>(backend, ...args).
-class OpCall {
+class OpCall : public common::OpArgs {
  public:
   OpCall(const Napi::CallbackInfo& info, const char* op);
 
-  Napi::Env env() const { return info_.Env(); }
-  const char* op() const { return op_; }
   Device& device() const { return *device_; }
   const std::shared_ptr<Device>& device_ptr() const { return device_; }
-  const Napi::CallbackInfo& info() const { return info_; }
 
   Tensor tensor(size_t index, const char* name) const;
   std::optional<Tensor> optional_tensor(size_t index, const char* name) const;  // null/undefined: none
-  Napi::Object options(size_t index) const;                                      // undefined: {}
-  // A number argument or option; `integer` demands an integer. Range is inclusive.
-  double number(size_t index, const char* name, double lo, double hi, bool integer) const;
-  double option(const Napi::Object& opts, const char* key, std::optional<double> fallback, double lo, double hi,
-                bool integer) const;
-  std::string string_option(const Napi::Object& opts, const char* key, const std::string& fallback,
-                            const std::vector<std::string>& choices) const;
-
-  [[noreturn]] void type_error(const std::string& what) const;
-  [[noreturn]] void range_error(const std::string& what) const;
-
-  void expect_dtype(const Tensor& t, const char* name, DType dtype) const;
-  void expect_index_dtype(const Tensor& t, const char* name) const;  // int32 or uint32
-  // expected dims, -1 = any; `symbolic` names them, e.g. "[B, I]".
-  void expect_shape(const Tensor& t, const char* name, const std::vector<int64_t>& expected,
-                    const char* symbolic) const;
-  void expect_same_shape(const Tensor& t, const char* name, const Tensor& ref, const char* ref_name) const;
-  void expect_distinct(const Tensor& a, const char* a_name, const Tensor& b, const char* b_name) const;
 
   // Closures must capture the pool by pointer, never the Device itself: a
   // queued task owning its Device could end up destroying it on the worker.
@@ -266,13 +251,9 @@ class OpCall {
   void enqueue(std::function<void()> run) const { device_->enqueue(op_, std::move(run)); }
 
  private:
-  const Napi::CallbackInfo& info_;
-  const char* op_;
   std::shared_ptr<Device> device_;
 };
 
-// Creates a JS Int32Array/Float32Array/... over `ab` for tensor results.
-Napi::Value typed_array_for(Napi::Env env, DType dtype, Napi::ArrayBuffer ab, size_t length);
 
 // ---------------------------------------------------------------------------
 // Shared numeric helpers.
@@ -285,28 +266,8 @@ void parallel_sgemm(ThreadPool& pool, bool trans_a, bool trans_b, int64_t M, int
 // x [rows, cols] -> xT [cols, rows], parallel.
 void transpose(ThreadPool& pool, const float* x, int64_t rows, int64_t cols, float* xT);
 
-// splitmix64 finaliser: the counter-based hash behind every seeded op
-// (dropout masks, rewiring). The CUDA backend must use the same function.
-inline uint64_t mix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// A small sequential generator (splitmix64 stream) for rewiring.
-struct SplitMix {
-  uint64_t state;
-  explicit SplitMix(uint64_t seed) : state(seed) {}
-  uint64_t next() {
-    state += 0x9E3779B97F4A7C15ull;
-    uint64_t z = state;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [0, n) (multiply-shift; bias below 2^-32 for n < 2^32).
-  uint64_t below(uint64_t n) { return static_cast<uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64); }
-};
+// splitmix64 (mix64, SplitMix): one definition for both backends.
+using common::mix64;
+using common::SplitMix;
 
 }  // namespace xmc::cpu

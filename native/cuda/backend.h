@@ -46,13 +46,19 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/op_args.h"
 #include "kernels.h"
 
 namespace xmc::cuda {
 
-enum class DType : int { Float32 = 0, Int32 = 1, Uint32 = 2 };
-const char* dtype_name(DType d);
-std::string shape_string(const std::vector<int64_t>& shape);
+// Dtypes, shapes and the op argument checks: shared with the CPU backend (native/common/op_args.h).
+using common::DType;
+using common::dtype_name;
+using common::parse_dtype;
+using common::parse_shape;
+using common::shape_string;
+using common::typed_array_for;
+
 // "5000" for uint32, "-3" for an int32 index tensor holding a negative value.
 std::string index_text(DType dtype, uint32_t bits);
 
@@ -222,13 +228,11 @@ class CudaDevice : public std::enable_shared_from_this<CudaDevice> {
 
 // ---------------------------------------------------------------------------
 // Argument checking for op entry points: addon.cuda.<op>(backend, ...args).
-// Same checks and messages as the CPU backend's OpCall (native/cpu/backend.h).
-class OpCall {
+// The checks and messages are common::OpArgs, shared with the CPU backend's OpCall.
+class OpCall : public common::OpArgs {
  public:
   OpCall(const Napi::CallbackInfo& info, const char* op);
 
-  Napi::Env env() const { return info_.Env(); }
-  const char* op() const { return op_; }
   CudaDevice& device() const { return *device_; }
   const std::shared_ptr<CudaDevice>& device_ptr() const { return device_; }
   Launch launch() const { return device_->launch(op_); }
@@ -236,33 +240,14 @@ class OpCall {
 
   Tensor tensor(size_t index, const char* name) const;
   std::optional<Tensor> optional_tensor(size_t index, const char* name) const;
-  Napi::Object options(size_t index) const;
-  double number(size_t index, const char* name, double lo, double hi, bool integer) const;
-  double option(const Napi::Object& opts, const char* key, std::optional<double> fallback, double lo, double hi,
-                bool integer) const;
-  std::string string_option(const Napi::Object& opts, const char* key, const std::string& fallback,
-                            const std::vector<std::string>& choices) const;
-
-  [[noreturn]] void type_error(const std::string& what) const;
-  [[noreturn]] void range_error(const std::string& what) const;
-
-  void expect_dtype(const Tensor& t, const char* name, DType dtype) const;
-  void expect_index_dtype(const Tensor& t, const char* name) const;
-  void expect_shape(const Tensor& t, const char* name, const std::vector<int64_t>& expected, const char* symbolic) const;
-  void expect_same_shape(const Tensor& t, const char* name, const Tensor& ref, const char* ref_name) const;
-  void expect_distinct(const Tensor& a, const char* a_name, const Tensor& b, const char* b_name) const;
 
  private:
-  const Napi::CallbackInfo& info_;
-  const char* op_;
   std::shared_ptr<CudaDevice> device_;
 };
 
 // Runs an op entry point, turning C++ failures into JS errors: CudaFailure -> Error naming the
 // op, the call and CUDA's message; DeviceOutOfMemory -> RangeError.
 Napi::Value guarded(const Napi::CallbackInfo& info, const char* op, const std::function<Napi::Value()>& body);
-
-Napi::Value typed_array_for(Napi::Env env, DType dtype, Napi::ArrayBuffer ab, size_t length);
 
 // --- shared launcher helpers (rowsparse_ops.cc; used by topk_ops.cc and rewire_ops.cc) ---
 

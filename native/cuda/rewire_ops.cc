@@ -5,8 +5,9 @@
 //   rewireSparse(rowPtr[L+1], col[nnz], W[nnz], m, v, {fraction, inputDim, seed}) -> n
 //
 // The contract and the random streams are the CPU backend's
-// (native/cpu/rewire.cc, docs/BACKEND.md), implemented again here so that the
-// same inputs and seed give the same structure on both backends:
+// (native/cpu/rewire.cc, docs/BACKEND.md), and so is the implementation: both
+// call the shared core native/common/rewire_core.{h,cc}, so that the same
+// inputs and seed give the same structure on both backends:
 //   - prune n = floor(fraction * count) connections with the smallest |W|
 //     (NaN smallest; ties at the threshold go to the lower flat index);
 //   - FFI: each pruned slot (l, j) draws uniformly among the inputs not used
@@ -29,32 +30,13 @@
 #include <cmath>
 #include <cstring>
 #include <thread>
-#include <unordered_set>
 
 #include "backend.h"
+#include "common/rewire_args.h"
+#include "common/rewire_core.h"
 
 namespace xmc::cuda {
 namespace {
-
-inline uint64_t mix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-struct SplitMix {
-  uint64_t state;
-  explicit SplitMix(uint64_t seed) : state(seed) {}
-  uint64_t next() {
-    state += 0x9E3779B97F4A7C15ull;
-    uint64_t z = state;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  uint64_t below(uint64_t n) { return static_cast<uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64); }
-};
 
 // Runs fn(begin, end) over [0, n) split across a few threads.
 void parallel_rows(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
@@ -65,38 +47,16 @@ void parallel_rows(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
   for (auto& th : pool) th.join();
 }
 
-// 1 for the n connections with the smallest |W| (NaN smallest; ties to the lower index).
-std::vector<uint8_t> select_pruned(const float* W, int64_t count, int64_t n) {
-  std::vector<uint8_t> pruned(static_cast<size_t>(count), 0);
-  if (n <= 0) return pruned;
-  auto key = [](float w) { return std::isnan(w) ? -1.0f : std::fabs(w); };
-  std::vector<float> k(static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) k[i] = key(W[i]);
-  std::nth_element(k.begin(), k.begin() + (n - 1), k.end());
-  const float threshold = k[n - 1];
-  int64_t below = 0;
-  for (int64_t i = 0; i < count; ++i) below += key(W[i]) < threshold;
-  int64_t ties = n - below;
-  for (int64_t i = 0; i < count; ++i) {
-    const float ki = key(W[i]);
-    if (ki < threshold || (ki == threshold && ties > 0 && (--ties, true))) pruned[i] = 1;
-  }
-  return pruned;
-}
-
-struct Options {
-  double fraction;
-  int64_t input_dim;
-  uint64_t seed;
-};
-
-Options parse_options(const OpCall& call, const Napi::Object& opts, const Tensor& indices) {
-  Options o;
-  o.fraction = call.option(opts, "fraction", std::nullopt, 0.0, 1.0, false);
-  const double max_dim = indices.dtype == DType::Int32 ? 2147483648.0 : 4294967296.0;
-  o.input_dim = static_cast<int64_t>(call.option(opts, "inputDim", std::nullopt, 1.0, max_dim, true));
-  o.seed = static_cast<uint64_t>(call.option(opts, "seed", std::nullopt, 0.0, 9007199254740991.0, true));
-  return o;
+// The shared rewiring core on a few host threads, scratch from the heap.
+common::RewireHost host_threads() {
+  common::RewireHost host;
+  host.parallel_for = [](int64_t n, int64_t, const std::function<void(int64_t, int64_t)>& body) {
+    parallel_rows(n, body);
+  };
+  host.scratch = [](size_t bytes) {
+    return std::shared_ptr<void>(::operator new(bytes), [](void* p) { ::operator delete(p); });
+  };
+  return host;
 }
 
 // A pinned copy of a tensor that goes to the host and comes back.
@@ -172,19 +132,10 @@ Napi::Value RewireFfi(const Napi::CallbackInfo& info) {
     OpCall call(info, "rewireFfi");
     Tensor W = call.tensor(1, "W"), idx = call.tensor(2, "idx"), m = call.tensor(3, "m"), v = call.tensor(4, "v");
     auto [L, k] = check_ffi_layer(call, W, idx, nullptr);
-    call.expect_dtype(m, "m", DType::Float32);
-    call.expect_dtype(v, "v", DType::Float32);
-    call.expect_same_shape(m, "m", W, "W");
-    call.expect_same_shape(v, "v", W, "W");
-    call.expect_distinct(W, "W", m, "m");
-    call.expect_distinct(W, "W", v, "v");
-    call.expect_distinct(m, "m", v, "v");
-    const Options o = parse_options(call, call.options(5), idx);
-    if (k > o.input_dim)
-      call.range_error("fan-in k = " + std::to_string(k) + " exceeds option inputDim = " + std::to_string(o.input_dim) +
-                       ": a row cannot have k distinct sources");
+    common::expect_rewire_moments(call, W, m, v);
+    const common::RewireOptions o = common::parse_rewire_options(call, call.options(5), idx.dtype);
+    const int64_t n = common::ffi_rewire_count(call, L, k, o);
     const int64_t total = L * k;
-    const int64_t n = static_cast<int64_t>(std::floor(o.fraction * static_cast<double>(total)));
     if (n == 0) return Napi::Number::New(info.Env(), 0);
     Formatter idx_message = ffi_idx_formatter("rewireFfi", idx.dtype, k, o.input_dim);
     auto failure = std::make_shared<std::string>();
@@ -199,47 +150,7 @@ Napi::Value RewireFfi(const Napi::CallbackInfo& info) {
       const uint64_t I = static_cast<uint64_t>(o.input_dim);
       for (int64_t e = 0; e < total; ++e)
         if (src[e] >= I) return fail(job.st(), serial, 1, static_cast<uint64_t>(e), src[e]);
-      const std::vector<uint8_t> pruned = select_pruned(w, total, n);
-      parallel_rows(L, [&](int64_t l0, int64_t l1) {
-        std::vector<uint32_t> used, free_list;
-        for (int64_t l = l0; l < l1; ++l) {
-          const int64_t base = l * k;
-          used.clear();
-          for (int64_t j = 0; j < k; ++j)
-            if (!pruned[base + j]) used.push_back(src[base + j]);
-          if (used.size() == static_cast<size_t>(k)) continue;
-          SplitMix rng(mix64(o.seed) ^ mix64(static_cast<uint64_t>(l) + 1));
-          const bool enumerate = (I - used.size()) * 4 < I;
-          if (enumerate) {
-            std::vector<uint32_t> sorted_used(used);
-            std::sort(sorted_used.begin(), sorted_used.end());
-            free_list.clear();
-            for (uint64_t s = 0; s < I; ++s)
-              if (!std::binary_search(sorted_used.begin(), sorted_used.end(), static_cast<uint32_t>(s)))
-                free_list.push_back(static_cast<uint32_t>(s));
-          }
-          for (int64_t j = 0; j < k; ++j) {
-            const int64_t e = base + j;
-            if (!pruned[e]) continue;
-            uint32_t s;
-            if (enumerate) {
-              const size_t pick = static_cast<size_t>(rng.below(free_list.size()));
-              s = free_list[pick];
-              free_list[pick] = free_list.back();
-              free_list.pop_back();
-            } else {
-              do {
-                s = static_cast<uint32_t>(rng.below(I));
-              } while (std::find(used.begin(), used.end(), s) != used.end());
-            }
-            used.push_back(s);
-            src[e] = s;
-            w[e] = 0.0f;
-            mm[e] = 0.0f;
-            vv[e] = 0.0f;
-          }
-        }
-      });
+      common::rewire_ffi(host_threads(), L, k, o.input_dim, o.seed, n, w, src, mm, vv);
     });
     return Napi::Number::New(info.Env(), static_cast<double>(n));
   });
@@ -251,18 +162,9 @@ Napi::Value RewireSparse(const Napi::CallbackInfo& info) {
     Tensor rowPtr = call.tensor(1, "rowPtr"), col = call.tensor(2, "col"), W = call.tensor(3, "W"), m = call.tensor(4, "m"),
            v = call.tensor(5, "v");
     auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, nullptr);
-    call.expect_dtype(m, "m", DType::Float32);
-    call.expect_dtype(v, "v", DType::Float32);
-    call.expect_same_shape(m, "m", W, "W");
-    call.expect_same_shape(v, "v", W, "W");
-    call.expect_distinct(W, "W", m, "m");
-    call.expect_distinct(W, "W", v, "v");
-    call.expect_distinct(m, "m", v, "v");
-    const Options o = parse_options(call, call.options(6), col);
-    if (static_cast<double>(nnz) > static_cast<double>(L) * static_cast<double>(o.input_dim))
-      call.range_error("nnz = " + std::to_string(nnz) + " exceeds L * inputDim = " + std::to_string(L) + " * " +
-                       std::to_string(o.input_dim) + " cells");
-    const int64_t n = static_cast<int64_t>(std::floor(o.fraction * static_cast<double>(nnz)));
+    common::expect_rewire_moments(call, W, m, v);
+    const common::RewireOptions o = common::parse_rewire_options(call, call.options(6), col.dtype);
+    const int64_t n = common::csr_rewire_count(call, L, nnz, o);
     if (n == 0) return Napi::Number::New(info.Env(), 0);
     Formatter csr_message = csr_formatter("rewireSparse", rowPtr.dtype, col.dtype, L, nnz, o.input_dim);
     auto failure = std::make_shared<std::string>();
@@ -284,95 +186,7 @@ Napi::Value RewireSparse(const Napi::CallbackInfo& info) {
       const uint64_t I = static_cast<uint64_t>(o.input_dim);
       for (int64_t e = 0; e < nnz; ++e)
         if (cc[e] >= I) return fail(st, serial, 4, static_cast<uint64_t>(e), cc[e]);
-      const std::vector<uint8_t> pruned = select_pruned(w, nnz, n);
-
-      // 1. Kept entries, row by row, sorted by column.
-      std::vector<int64_t> kept_ptr(static_cast<size_t>(L) + 1, 0);
-      for (int64_t l = 0; l < L; ++l) {
-        int64_t c = 0;
-        for (uint32_t e = rp[l]; e < rp[l + 1]; ++e) c += !pruned[e];
-        kept_ptr[l + 1] = kept_ptr[l] + c;
-      }
-      const int64_t kept = kept_ptr[L];
-      std::vector<uint32_t> kcol(static_cast<size_t>(kept));
-      std::vector<float> kw(static_cast<size_t>(kept)), km(static_cast<size_t>(kept)), kv(static_cast<size_t>(kept));
-      parallel_rows(L, [&](int64_t l0, int64_t l1) {
-        std::vector<uint32_t> order;
-        for (int64_t l = l0; l < l1; ++l) {
-          order.clear();
-          for (uint32_t e = rp[l]; e < rp[l + 1]; ++e)
-            if (!pruned[e]) order.push_back(e);
-          std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return cc[a] < cc[b]; });
-          int64_t out = kept_ptr[l];
-          for (uint32_t e : order) {
-            kcol[out] = cc[e];
-            kw[out] = w[e];
-            km[out] = mm[e];
-            kv[out] = vv[e];
-            ++out;
-          }
-        }
-      });
-      auto is_kept = [&](uint64_t r, uint32_t c) {
-        return std::binary_search(kcol.begin() + kept_ptr[r], kcol.begin() + kept_ptr[r + 1], c);
-      };
-
-      // 2. n distinct new cells among the empty ones.
-      const uint64_t cells = static_cast<uint64_t>(L) * I;
-      const uint64_t empty = cells - static_cast<uint64_t>(kept);
-      std::vector<uint64_t> grown;
-      grown.reserve(static_cast<size_t>(n));
-      SplitMix rng(mix64(o.seed));
-      if (empty < 2 * static_cast<uint64_t>(n) || empty * 4 < cells) {
-        std::vector<uint64_t> cand;
-        cand.reserve(static_cast<size_t>(empty));
-        for (uint64_t r = 0; r < static_cast<uint64_t>(L); ++r)
-          for (uint64_t c = 0; c < I; ++c)
-            if (!is_kept(r, static_cast<uint32_t>(c))) cand.push_back(r * I + c);
-        for (int64_t t = 0; t < n; ++t) {
-          const size_t pick = t + static_cast<size_t>(rng.below(cand.size() - t));
-          std::swap(cand[t], cand[pick]);
-          grown.push_back(cand[t]);
-        }
-      } else {
-        std::unordered_set<uint64_t> taken;
-        taken.reserve(static_cast<size_t>(n) * 2);
-        while (static_cast<int64_t>(grown.size()) < n) {
-          const uint64_t cell = rng.below(cells);
-          if (is_kept(cell / I, static_cast<uint32_t>(cell % I)) || !taken.insert(cell).second) continue;
-          grown.push_back(cell);
-        }
-      }
-      std::sort(grown.begin(), grown.end());
-
-      // 3. New CSR: per row, kept and grown entries merged in column order.
-      std::vector<int64_t> grown_ptr(static_cast<size_t>(L) + 1, 0);
-      for (uint64_t cell : grown) grown_ptr[cell / I + 1]++;
-      for (int64_t l = 0; l < L; ++l) grown_ptr[l + 1] += grown_ptr[l];
-      for (int64_t l = 0; l <= L; ++l) rp[l] = static_cast<uint32_t>(kept_ptr[l] + grown_ptr[l]);
-      parallel_rows(L, [&](int64_t l0, int64_t l1) {
-        for (int64_t l = l0; l < l1; ++l) {
-          int64_t a = kept_ptr[l], a1 = kept_ptr[l + 1], g = grown_ptr[l], g1 = grown_ptr[l + 1];
-          int64_t out = rp[l];
-          while (a < a1 || g < g1) {
-            const uint32_t gc = g < g1 ? static_cast<uint32_t>(grown[g] % I) : 0;
-            if (g >= g1 || (a < a1 && kcol[a] < gc)) {
-              cc[out] = kcol[a];
-              w[out] = kw[a];
-              mm[out] = km[a];
-              vv[out] = kv[a];
-              ++a;
-            } else {
-              cc[out] = gc;
-              w[out] = 0.0f;
-              mm[out] = 0.0f;
-              vv[out] = 0.0f;
-              ++g;
-            }
-            ++out;
-          }
-        }
-      });
+      common::rewire_csr(host_threads(), L, nnz, o.input_dim, o.seed, n, rp, cc, w, mm, vv);
     });
     return Napi::Number::New(info.Env(), static_cast<double>(n));
   });
