@@ -17,6 +17,7 @@
 #include <cmath>
 
 #include "backend.h"
+#include "common/dense_args.h"
 
 namespace xmc::cpu {
 namespace {
@@ -24,19 +25,8 @@ namespace {
 Napi::Value DenseForward(const Napi::CallbackInfo& info) {
   OpCall call(info, "denseForward");
   Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), b = call.tensor(3, "b"), out = call.tensor(4, "out");
-  call.expect_dtype(x, "x", DType::Float32);
-  call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-  const int64_t B = x.dim(0), I = x.dim(1);
-  call.expect_dtype(W, "W", DType::Float32);
-  call.expect_shape(W, "W", {-1, I}, "[O, I]");
-  const int64_t O = W.dim(0);
-  call.expect_dtype(b, "b", DType::Float32);
-  call.expect_shape(b, "b", {O}, "[O]");
-  call.expect_dtype(out, "out", DType::Float32);
-  call.expect_shape(out, "out", {B, O}, "[B, O]");
-  call.expect_distinct(out, "out", x, "x");
-  call.expect_distinct(out, "out", W, "W");
-  call.expect_distinct(out, "out", b, "b");
+  const common::DenseDims dims = common::dense_forward_arguments(call, x, W, b, out);
+  const int64_t B = dims.B, I = dims.I, O = dims.O;
   call.enqueue([pool = call.pool(), x, W, b, out, B, I, O] {
     float* o = out.data<float>();
     parallel_sgemm(*pool, false, true, B, O, I, 1.0f, x.data<float>(), I, W.data<float>(), I, 0.0f, o, O);
@@ -54,34 +44,8 @@ Napi::Value DenseBackward(const Napi::CallbackInfo& info) {
   Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), dOut = call.tensor(3, "dOut");
   std::optional<Tensor> dX = call.optional_tensor(4, "dX");
   Tensor dW = call.tensor(5, "dW"), dB = call.tensor(6, "dB");
-  call.expect_dtype(x, "x", DType::Float32);
-  call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-  const int64_t B = x.dim(0), I = x.dim(1);
-  call.expect_dtype(W, "W", DType::Float32);
-  call.expect_shape(W, "W", {-1, I}, "[O, I]");
-  const int64_t O = W.dim(0);
-  call.expect_dtype(dOut, "dOut", DType::Float32);
-  call.expect_shape(dOut, "dOut", {B, O}, "[B, O]");
-  if (dX) {
-    call.expect_dtype(*dX, "dX", DType::Float32);
-    call.expect_shape(*dX, "dX", {B, I}, "[B, I]");
-    call.expect_distinct(*dX, "dX", x, "x");
-    call.expect_distinct(*dX, "dX", W, "W");
-    call.expect_distinct(*dX, "dX", dOut, "dOut");
-  }
-  call.expect_dtype(dW, "dW", DType::Float32);
-  call.expect_shape(dW, "dW", {O, I}, "[O, I]");
-  call.expect_dtype(dB, "dB", DType::Float32);
-  call.expect_shape(dB, "dB", {O}, "[O]");
-  for (auto [t, n] : {std::pair<const Tensor*, const char*>{&x, "x"}, {&W, "W"}, {&dOut, "dOut"}}) {
-    call.expect_distinct(dW, "dW", *t, n);
-    call.expect_distinct(dB, "dB", *t, n);
-  }
-  call.expect_distinct(dW, "dW", dB, "dB");
-  if (dX) {
-    call.expect_distinct(dW, "dW", *dX, "dX");
-    call.expect_distinct(dB, "dB", *dX, "dX");
-  }
+  const common::DenseDims dims = common::dense_backward_arguments(call, x, W, dOut, dX, dW, dB);
+  const int64_t B = dims.B, I = dims.I, O = dims.O;
   call.enqueue([pool = call.pool(), x, W, dOut, dX, dW, dB, B, I, O] {
     const float* g = dOut.data<float>();
     if (dX) parallel_sgemm(*pool, false, false, B, I, O, 1.0f, g, O, W.data<float>(), I, 0.0f, dX->data<float>(), I);
