@@ -5,9 +5,16 @@
 // fan-in 32 -> 670,091 labels (Amazon-670K's label count), squared-hinge
 // loss, Adam on all four parameters. One training step = a new batch written
 // (features; label lists cycle through a pool), denseForward, reluForward,
-// ffiForward, lossForward (gradient in place, loss read back), ffiBackward,
-// reluBackward, denseBackward, adam x4. Steps are pipelined as a trainer
-// would run them (the loss of step t is awaited after step t+1 is enqueued).
+// ffiLossBackward (the FFI layer's forward, loss and backward fused, as the
+// trainer runs it; loss read back), reluBackward, denseBackward, adam x4.
+// The 'unfused' variant times ffiForward, lossForward and ffiBackward in its
+// place (the [B, L] scores stored), in the same run. Steps are pipelined as a
+// trainer would run them (the loss of step t is awaited after step t+1 is
+// enqueued). Each variant is timed twice: after a 5-step warm-up and again
+// after --train-steps further steps (default 500), because the fused kernel
+// skips the backward of labels whose squared-hinge gradient is zero and that
+// share grows as training pushes negatives' scores below -1; the share of
+// labels with a gradient in the timed steps is printed with each figure.
 // Rewiring (rewireFfi, 10% of the connections) is timed once and amortised
 // over an interval of 1000 steps. Top-k inference: dense + ReLU + ffiTopK
 // (k = 5, chunks of 8192 labels).
@@ -17,8 +24,9 @@
 // and, where python3 with torch is present, PyTorch references from
 // bench/gpu-torch-ref.py run in the same job, with ratios.
 //
-//   node bench/gpu-bench.mjs [--batch 128,32] [--steps 40] [--labels 670091] [--hidden 65536]
-//                            [--fanin 32] [--input 768] [--no-torch] [--json file]
+//   node bench/gpu-bench.mjs [--batch 128,32] [--steps 40] [--train-steps 500] [--labels 670091]
+//                            [--hidden 65536] [--fanin 32] [--input 768] [--no-torch] [--no-tf32]
+//                            [--no-unfused] [--json file]
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -34,6 +42,7 @@ const cfg = {
   batches: opt('batch', '128,32').split(',').map(Number),
   steps: Number(opt('steps', '40')),
   warmup: 5,
+  trainSteps: Number(opt('train-steps', '500')),
   input: Number(opt('input', '768')),
   hidden: Number(opt('hidden', '65536')),
   labels: Number(opt('labels', '670091')),
@@ -111,20 +120,24 @@ async function loadModel(be) {
   return model;
 }
 
-/** Buffers and the ops of one training step at batch B. */
-function stepper(be, model, B) {
+/** Buffers and the ops of one training step at batch B; `fused`: ffiLossBackward, else the three unfused ops. */
+function stepper(be, model, B, fused) {
   const { W1, b1, W2, b2, idx } = model;
   const x = be.tensor('float32', [B, D]), h = be.tensor('float32', [B, H]), dH = be.tensor('float32', [B, H]);
-  const scores = be.tensor('float32', [B, L]), lossT = be.tensor('float32', [1]);
+  const scores = fused ? null : be.tensor('float32', [B, L]), lossT = be.tensor('float32', [1]);
   const pool = batchesHost.get(B).map((q) => ({ x: q.x, ptr: be.fromArray(q.ptr), ids: be.fromArray(q.ids) }));
   let t = 0;
   const ops = {
     write: (batch) => x.write(batch.x),
     denseForward: () => be.denseForward(x, W1.p, b1.p, h),
     reluForward: () => be.reluForward(h, h),
-    ffiForward: () => be.ffiForward(h, W2.p, idx, b2.p, scores),
-    lossForward: (batch) => be.lossForward(scores, batch.ptr, batch.ids, scores, { out: lossT }),
-    ffiBackward: () => be.ffiBackward(h, W2.p, idx, scores, dH, W2.g, b2.g),
+    ...(fused ? {
+      ffiLossBackward: (batch) => be.ffiLossBackward(h, W2.p, idx, b2.p, batch.ptr, batch.ids, dH, W2.g, b2.g, { out: lossT }),
+    } : {
+      ffiForward: () => be.ffiForward(h, W2.p, idx, b2.p, scores),
+      lossForward: (batch) => be.lossForward(scores, batch.ptr, batch.ids, scores, { out: lossT }),
+      ffiBackward: () => be.ffiBackward(h, W2.p, idx, scores, dH, W2.g, b2.g),
+    }),
     reluBackward: () => be.reluBackward(h, dH, dH),
     denseBackward: () => be.denseBackward(x, W1.p, dH, null, W1.g, b1.g),
     adam: () => {
@@ -138,15 +151,18 @@ function stepper(be, model, B) {
     return lossT.read();
   };
   const dispose = () => {
-    for (const q of [x, h, dH, scores, lossT]) q.dispose();
+    for (const q of [x, h, dH, scores, lossT]) q?.dispose();
     for (const q of pool) { q.ptr.dispose(); q.ids.dispose(); }
   };
-  return { ops, step, pool, x, h, lossT, dispose, batch: () => pool[t % pool.length], tick: () => ++t };
+  return { ops, step, pool, x, h, lossT, dispose, model, batch: () => pool[t % pool.length], tick: () => ++t };
 }
 
 /** Median ms/step of pipelined training steps (the loss of step t awaited after step t+1 is enqueued). */
-async function timeTraining(be, st, B) {
-  for (let i = 0; i < cfg.warmup; i++) await st.step();
+async function timeTraining(be, st, B, warmup) {
+  for (let i = 0; i < warmup; i++) {
+    const p = st.step();
+    if (i % 16 === 15 || i === warmup - 1) await p;
+  }
   be.resetPeakMemory();
   const done = [];
   const tStart = performance.now();
@@ -162,7 +178,15 @@ async function timeTraining(be, st, B) {
   done.push(performance.now());
   const total = performance.now() - tStart;
   const msStep = median(done.slice(1).map((d, i) => d - done[i]));
-  return { msStep, meanMs: total / cfg.steps, peak: be.memoryStats().peakBytes, loss: last[0] };
+  return { msStep, meanMs: total / cfg.steps, peak: be.memoryStats().peakBytes, loss: last[0], active: await activeShare(st) };
+}
+
+/** Share of the labels whose bias gradient of the last step is non-zero: those that had a loss gradient. */
+async function activeShare(st) {
+  const g = await st.model.b2.g.read();
+  let n = 0;
+  for (let i = 0; i < g.length; i++) if (g[i] !== 0) n++;
+  return n / g.length;
 }
 
 const results = { device: null, config: cfg, train: [], topk: [], profile: {}, torch: null };
@@ -170,12 +194,19 @@ async function benchBackend(be, label, batches) {
   const info = be.info();
   results.device = info;
   console.log(`\n[${label}] device: ${info.name} (cc ${info.computeCapability}, ${info.multiprocessors} SMs), cuBLAS ${info.cublas}, TF32 ${info.tf32}`);
-  const model = await loadModel(be);
-  console.log(`[${label}] parameters on the GPU: ${mib(be.memoryStats().currentBytes)} MiB (weights, gradients, Adam moments, sources)`);
+  {
+    const model = await loadModel(be);
+    console.log(`[${label}] parameters on the GPU: ${mib(be.memoryStats().currentBytes)} MiB (weights, gradients, Adam moments, sources)`);
+    disposeModel(model);
+  }
   for (const B of batches) {
-    const st = stepper(be, model, B);
-    {
-      const r = await timeTraining(be, st, B);
+    const variants = label === 'fp32' && !args.includes('--no-unfused') ? [true, false] : [true];
+    for (const fused of variants) {
+    const phases = [['after 5 steps', cfg.warmup], [`after ${cfg.warmup + cfg.steps + cfg.trainSteps} steps`, cfg.trainSteps]];
+    const model = await loadModel(be); // fresh weights: each variant trains from the same start
+    const st = stepper(be, model, B, fused);
+    for (const [phase, warmup] of phases) {
+      const r = await timeTraining(be, st, B, warmup);
       // rewiring, amortised
       await be.sync();
       const r0 = performance.now();
@@ -184,16 +215,16 @@ async function benchBackend(be, label, batches) {
       const rewireMs = performance.now() - r0;
       const withRewire = r.msStep + rewireMs / cfg.rewireInterval;
       const row = {
-        variant: label, batch: B, msPerStep: r.msStep, meanMsPerStep: r.meanMs,
+        variant: `${label}${fused ? '' : ' unfused'}`, phase, activeLabels: r.active, batch: B, msPerStep: r.msStep, meanMsPerStep: r.meanMs,
         samplesPerSecond: (1000 * B) / r.msStep, rewireMs, msPerStepWithRewire: withRewire,
         samplesPerSecondWithRewire: (1000 * B) / withRewire, peakBytes: r.peak, lastLoss: r.loss,
       };
       results.train.push(row);
-      console.log(`train [${row.variant}] B=${B}: median ${r.msStep.toFixed(3)} ms/step (mean ${r.meanMs.toFixed(3)}), ${row.samplesPerSecond.toFixed(0)} samples/s; ` +
+      console.log(`train [${row.variant}] B=${B} ${phase} (labels with a gradient: ${(100 * r.active).toFixed(1)}%): median ${r.msStep.toFixed(3)} ms/step (mean ${r.meanMs.toFixed(3)}), ${row.samplesPerSecond.toFixed(0)} samples/s; ` +
         `rewire ${rewireMs.toFixed(0)} ms -> ${withRewire.toFixed(3)} ms/step amortised over ${cfg.rewireInterval} (${row.samplesPerSecondWithRewire.toFixed(0)} samples/s); ` +
         `peak GPU memory (allocator) ${mib(r.peak)} MiB; loss ${r.loss.toExponential(3)}`);
     }
-    if (label !== 'fp32') { st.dispose(); continue; }
+    if (label !== 'fp32' || !fused) { st.dispose(); disposeModel(model); continue; }
     // per-op profile: each op followed by a sync (each includes about one empty-sync round trip)
     const prof = {};
     const timed = async (name, f) => {
@@ -215,23 +246,32 @@ async function benchBackend(be, label, batches) {
     results.profile[B] = Object.fromEntries(Object.entries(prof).map(([k, v]) => [k, median(v)]));
     console.log(`  per-op (synchronised, median ms; an empty sync takes ${syncMs.toFixed(3)} ms): ` +
       Object.entries(results.profile[B]).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', '));
-    // top-k inference
-    const tk = [];
-    for (let i = 0; i < 12; i++) {
-      const batch = st.pool[i % st.pool.length];
-      const a = performance.now();
-      st.x.write(batch.x);
-      be.denseForward(st.x, model.W1.p, model.b1.p, st.h);
-      be.reluForward(st.h, st.h);
-      const res = await be.ffiTopK(st.h, model.W2.p, model.idx, model.b2.p, cfg.topk);
-      if (res.labels.length !== B * cfg.topk) throw new Error('bad top-k result');
-      if (i >= 2) tk.push(performance.now() - a);
+    // top-k inference, at several label-chunk sizes (the scratch is B * chunk floats)
+    for (const chunk of [8192, 32768, 131072]) {
+      const tk = [];
+      for (let i = 0; i < 12; i++) {
+        const batch = st.pool[i % st.pool.length];
+        const a = performance.now();
+        st.x.write(batch.x);
+        be.denseForward(st.x, model.W1.p, model.b1.p, st.h);
+        be.reluForward(st.h, st.h);
+        const res = await be.ffiTopK(st.h, model.W2.p, model.idx, model.b2.p, cfg.topk, { chunk });
+        if (res.labels.length !== B * cfg.topk) throw new Error('bad top-k result');
+        if (i >= 2) tk.push(performance.now() - a);
+      }
+      const tkMs = median(tk);
+      results.topk.push({ batch: B, chunk, msPerBatch: tkMs, samplesPerSecond: (1000 * B) / tkMs });
+      console.log(`top-${cfg.topk} inference B=${B} chunk ${chunk}: median ${tkMs.toFixed(3)} ms/batch, ${((1000 * B) / tkMs).toFixed(0)} samples/s`);
     }
-    const tkMs = median(tk);
-    results.topk.push({ batch: B, msPerBatch: tkMs, samplesPerSecond: (1000 * B) / tkMs });
-    console.log(`top-${cfg.topk} inference B=${B}: median ${tkMs.toFixed(3)} ms/batch, ${((1000 * B) / tkMs).toFixed(0)} samples/s`);
     st.dispose();
+    disposeModel(model);
+    }
   }
+}
+
+function disposeModel(model) {
+  for (const q of [model.W1, model.b1, model.W2, model.b2]) for (const t of [q.p, q.m, q.v, q.g]) t.dispose();
+  model.idx.dispose();
 }
 
 await benchBackend(createBackend('cuda'), 'fp32', cfg.batches);
@@ -248,7 +288,7 @@ if (!args.includes('--no-torch')) {
     if (line) {
       results.torch = JSON.parse(line);
       for (const row of results.torch.rows) {
-        const ours = results.train.find((q) => q.batch === row.batch && q.variant === 'fp32');
+        const ours = results.train.findLast((q) => q.batch === row.batch && q.variant === 'fp32');
         const ratio = ours && row.samplesPerSecond ? (ours.samplesPerSecond / row.samplesPerSecond).toFixed(2) : 'n/a';
         console.log(`torch ${row.model} B=${row.batch}: ${row.error ? `failed: ${row.error}` : `${row.msPerStep.toFixed(3)} ms/step, ${row.samplesPerSecond.toFixed(0)} samples/s, peak ${mib(row.peakBytes)} MiB; ours/torch = ${ratio}`}`);
       }
@@ -264,6 +304,6 @@ const json = opt('json', null);
 if (json) writeFileSync(json, JSON.stringify(results, null, 2));
 console.log('\nsummary');
 for (const row of results.train)
-  console.log(`  train [${row.variant}] B=${row.batch}: ${row.samplesPerSecond.toFixed(0)} samples/s (${row.msPerStep.toFixed(3)} ms/step; ${row.samplesPerSecondWithRewire.toFixed(0)} with rewiring amortised), peak ${mib(row.peakBytes)} MiB`);
-for (const row of results.topk) console.log(`  top-${cfg.topk} B=${row.batch}: ${row.samplesPerSecond.toFixed(0)} samples/s (${row.msPerBatch.toFixed(3)} ms/batch)`);
+  console.log(`  train [${row.variant}] B=${row.batch} ${row.phase} (${(100 * row.activeLabels).toFixed(1)}% labels with a gradient): ${row.samplesPerSecond.toFixed(0)} samples/s (${row.msPerStep.toFixed(3)} ms/step; ${row.samplesPerSecondWithRewire.toFixed(0)} with rewiring amortised), peak ${mib(row.peakBytes)} MiB`);
+for (const row of results.topk) console.log(`  top-${cfg.topk} B=${row.batch} chunk ${row.chunk}: ${row.samplesPerSecond.toFixed(0)} samples/s (${row.msPerBatch.toFixed(3)} ms/batch)`);
 process.exit(0);

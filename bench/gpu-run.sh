@@ -57,7 +57,7 @@ timeout 60 compute-sanitizer --tool racecheck --error-exitcode 9 node bench/gpu-
 note "compute-sanitizer racecheck (exit $?, $(( $(date +%s) - t0 )) s): $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY|gpu-sanity:' "$OUT/racecheck.log" | tr '\n' ' ')"
 
 t0=$(date +%s)
-timeout 170 npm run bench:gpu -- ${XMC_BENCH_ARGS:-} --json "$OUT/bench.json" > "$OUT/bench.log" 2>&1
+timeout 300 npm run bench:gpu -- ${XMC_BENCH_ARGS:-} --json "$OUT/bench.json" > "$OUT/bench.log" 2>&1
 note "bench (exit $?, $(( $(date +%s) - t0 )) s)"
 grep -vE '^torch (dense|ffi)-.* B=[0-9]+: \{' "$OUT/bench.log" | tail -30
 

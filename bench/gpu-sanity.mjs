@@ -66,12 +66,14 @@ async function run(be) {
   be.reluForward(o2, relu);
   be.dropout(o2, drop, 0.25, 7);
   const loss = be.lossForward(o2, be.fromArray(labels.ptr), be.fromArray(labels.ids), d, { kind: 'bce' });
+  const dX4 = t([B, I]), dW4 = t([L, k]), dB4 = t([L]);
+  const fusedLoss = be.ffiLossBackward(tx, tWf, tIdx, tb, be.fromArray(labels.ptr), be.fromArray(labels.ids), dX4, dW4, dB4);
   const p = be.fromArray(Wf, [L, k]), m = be.fromArray(new Float32Array(L * k), [L, k]), v = be.fromArray(new Float32Array(L * k), [L, k]);
   be.adam(p, dW2, m, v, { lr: 0.01, step: 1 });
   const ridx = be.fromArray(idx, [L, k]);
   be.rewireFfi(be.fromArray(Wf, [L, k]), ridx, be.fromArray(new Float32Array(L * k), [L, k]), be.fromArray(new Float32Array(L * k), [L, k]), { fraction: 0.3, inputDim: I, seed: 5 });
-  const names = ['o1', 'dX1', 'dW1', 'dB1', 'o2', 'dX2', 'dW2', 'dB2', 'o3', 'dX3', 'dW3', 'dB3', 'relu', 'drop', 'd', 'loss', 'adam', 'rewired'];
-  const vals = await Promise.all([o1, dX1, dW1, dB1, o2, dX2, dW2, dB2, o3, dX3, dW3, dB3, relu, drop, d, loss, p, ridx].map((q) => q.read()));
+  const names = ['o1', 'dX1', 'dW1', 'dB1', 'o2', 'dX2', 'dW2', 'dB2', 'o3', 'dX3', 'dW3', 'dB3', 'relu', 'drop', 'd', 'loss', 'adam', 'rewired', 'fusedLoss', 'dX4', 'dW4', 'dB4'];
+  const vals = await Promise.all([o1, dX1, dW1, dB1, o2, dX2, dW2, dB2, o3, dX3, dW3, dB3, relu, drop, d, loss, p, ridx, fusedLoss, dX4, dW4, dB4].map((q) => q.read()));
   names.forEach((n, i) => (out[n] = vals[i]));
   const tk = await Promise.all([
     be.topK(o2, 4), be.denseTopK(tx, tWd, tb, 3, { chunk: 16 }), be.ffiTopK(tx, tWf, tIdx, tb, 3, { chunk: 16 }),

@@ -7,7 +7,7 @@
 // copy, rewiring, top-k with ties).
 import { describe, expect, it } from 'vitest';
 import type { Backend, LossKind } from '../src/native/index.js';
-import { SEED, labelCsr, randomCsr, randomFfiIdx, rng } from './ops-helpers.js';
+import { SEED, labelCsr, randomCsr, randomFfiIdx, randomLabels, rng } from './ops-helpers.js';
 import type { Rng } from './ops-helpers.js';
 import { HAVE_CUDA, cpu, cuda, denseTol, expectNear, expectSame, poisoned } from './cuda-helpers.js';
 
@@ -152,16 +152,6 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - CSR layer', () => {
   }
 });
 
-/** Random label lists of global ids < Ltotal: some rows empty, some duplicates, some ids of other shards. */
-function randomLabels(r: Rng, B: number, Ltotal: number): number[][] {
-  return Array.from({ length: B }, () => {
-    const n = r.int(8);
-    const row = Array.from({ length: n }, () => r.int(Ltotal));
-    if (n > 0 && r.next() < 0.3) row.push(row[0]);
-    return row;
-  });
-}
-
 describe.skipIf(!HAVE_CUDA)('cuda ops - losses', () => {
   const KINDS: LossKind[] = ['squared-hinge', 'bce'];
   for (const kind of KINDS) {
@@ -203,6 +193,65 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - losses', () => {
       expectNear(g[1], c[1], 1e-5, 'dScores');
     });
   }
+});
+
+describe.skipIf(!HAVE_CUDA)('cuda ops - fused FFI layer and loss', () => {
+  // [B, I, L, k, kind, labelOffset, total labels, bias shift]: a bias of -3 puts most
+  // squared-hinge negatives below -1, so that most labels skip their backward.
+  const cases: [number, number, number, number, LossKind, number, number, number][] = [
+    [1, 50, 77, 5, 'squared-hinge', 0, 77, 0],
+    [33, 300, 1000, 13, 'bce', 0, 1000, 0],
+    [64, 1000, 2001, 40, 'squared-hinge', 500, 4000, 0], // fan-in above a warp; a label shard
+    [130, 70_000, 5003, 32, 'squared-hinge', 0, 5003, 0], // an intermediate above 65,536; two batch chunks
+    [128, 4096, 20_000, 32, 'squared-hinge', 0, 20_000, -3], // mostly zero gradients
+    [128, 4096, 20_000, 32, 'squared-hinge', 0, 20_000, -2], // some labels with a few rows of gradient, some with many
+    [256, 2048, 3001, 32, 'bce', 1000, 9000, -3],
+    [130, 3000, 4001, 7, 'squared-hinge', 0, 4001, -3], // rows not a multiple of 4, few gradients
+  ];
+  for (const [B, I, L, k, kind, labelOffset, Ltotal, shift] of cases) {
+    it(`ffiLossBackward matches the CPU backend (B=${B}, I=${I}, L=${L}, k=${k}, ${kind}, offset ${labelOffset}, bias ${shift})`, async () => {
+      const r = rng();
+      const x = r.floats(B * I), W = r.floats(L * k, 0.3), b = r.floats(L).map((v) => v + shift), idx = randomFfiIdx(r, L, k, I);
+      const { ptr, ids } = labelCsr(randomLabels(r, B, Ltotal));
+      const run = async (be: Backend) => {
+        const tx = be.fromArray(x, [B, I]), tW = be.fromArray(W, [L, k]), tIdx = be.fromArray(idx, [L, k]), tb = be.fromArray(b);
+        const tp = be.fromArray(ptr), ti = be.fromArray(ids);
+        const dX = poisoned(be, [B, I]), dW = poisoned(be, [L, k]), dB = poisoned(be, [L]), dW0 = poisoned(be, [L, k]), dB0 = poisoned(be, [L]);
+        const loss = poisoned(be, [1]), loss0 = poisoned(be, [1]);
+        const opts = { kind, labelOffset, normaliser: Ltotal };
+        be.ffiLossBackward(tx, tW, tIdx, tb, tp, ti, dX, dW, dB, { ...opts, out: loss });
+        be.ffiLossBackward(tx, tW, tIdx, tb, tp, ti, null, dW0, dB0, { ...opts, out: loss0 });
+        return Promise.all([loss.read(), dX.read(), dW.read(), dB.read(), loss0.read(), dW0.read(), dB0.read()]);
+      };
+      const [c, g] = await Promise.all([run(cpu), run(cuda())]);
+      for (const i of [0, 4]) expect(Math.abs(g[i][0] - c[i][0]) / Math.abs(c[i][0]), `loss value, seed ${SEED}`).toBeLessThan(1e-5);
+      ['loss', 'dX', 'dW', 'dB', 'loss (dX null)', 'dW (dX null)', 'dB (dX null)'].forEach((what, i) => {
+        if (i !== 0 && i !== 4) expectNear(g[i], c[i], TOL, what);
+      });
+    });
+  }
+
+  it('ffiLossBackward reports a bad labelPtr and a bad source like the CPU backend', async () => {
+    const B = 2, I = 6, L = 8, k = 2;
+    const r = rng();
+    const messages = async (be: Backend) => {
+      const args = (idx: Uint32Array) => [be.fromArray(r.floats(B * I), [B, I]), be.fromArray(r.floats(L * k), [L, k]), be.fromArray(idx, [L, k]), be.fromArray(r.floats(L))] as const;
+      const good = randomFfiIdx(r, L, k, I), bad = Uint32Array.from(good);
+      bad[5] = 6;
+      const out: string[] = [];
+      const [x1, W1, i1, b1] = args(good);
+      be.ffiLossBackward(x1, W1, i1, b1, be.fromArray(new Uint32Array([0, 3, 1])), be.fromArray(new Uint32Array([1, 2, 3])), null, be.tensor('float32', [L, k]), be.tensor('float32', [L]));
+      out.push(String(await be.sync().catch((e: Error) => e.message)));
+      const [x2, W2, i2, b2] = args(bad);
+      be.ffiLossBackward(x2, W2, i2, b2, be.fromArray(new Uint32Array([0, 1, 2])), be.fromArray(new Uint32Array([1, 2])), null, be.tensor('float32', [L, k]), be.tensor('float32', [L]));
+      out.push(String(await be.sync().catch((e: Error) => e.message)));
+      return out;
+    };
+    const [c, g] = [await messages(cpu), await messages(cuda())];
+    expect(g[0]).toMatch(/^ffiLossBackward: labelPtr is not non-decreasing at row 1/);
+    expect(g[1]).toMatch(/^ffiLossBackward: idx\[2, 1\] = 6 is not a valid source: it must be in \[0, I = 6\)/);
+    expect(g).toEqual(c);
+  });
 });
 
 describe.skipIf(!HAVE_CUDA)('cuda ops - Adam', () => {

@@ -195,3 +195,13 @@ export function dotWith(out: ArrayLike<number>, R: ArrayLike<number>): number {
 }
 
 export const f64 = (a: ArrayLike<number>): Float64Array => Float64Array.from(a);
+
+/** Random label lists of global ids < Ltotal: some rows empty, some duplicates, some ids of other shards. */
+export function randomLabels(r: Rng, B: number, Ltotal: number): number[][] {
+  return Array.from({ length: B }, () => {
+    const n = r.int(8);
+    const row = Array.from({ length: n }, () => r.int(Ltotal));
+    if (n > 0 && r.next() < 0.3) row.push(row[0]);
+    return row;
+  });
+}

@@ -69,7 +69,7 @@ describe('train - configuration', () => {
     expect(m.parameters).toBe(4 * (params + 159 * 32)); // + the FFI index array
     expect(m.gradients).toBe(4 * params);
     expect(m.optimiser).toBe(8 * params);
-    expect(m.trainActivations).toBe(4 * 32 * (2 * 4096 + 159));
+    expect(m.trainActivations).toBe(4 * 32 * 2 * 4096); // h and dH; the FFI layer never stores its [B, L] scores
     expect(m.total).toBe(m.parameters + m.gradients + m.optimiser + m.trainActivations + m.evalActivations + m.inputs);
     expect(defaultEvalBatchSize(c)).toBe(1024);
   });

@@ -8,6 +8,11 @@
 //     dW[l, j] = sum_b dOut[b, l] * x[b, idx[l, j]]
 //     dX[b, i] = sum_{(l, j) : idx[l, j] = i} W[l, j] * dOut[b, l]   (omitted when dX is null)
 //   Gradients overwrite their outputs (no accumulation).
+//   ffiLossBackward(x, W, idx, b[L], labelPtr[B+1], labelIds[nnz], dX | null, dW, dB, loss[1], options)
+//     the layer's forward, lossForward's loss (options as there) and the
+//     backward from its gradient, in one pass per tile of labels: the [B, L]
+//     scores are never stored. Same dW, dB, dX as ffiForward + lossForward +
+//     ffiBackward, bit for bit; the loss value is summed in another order.
 //
 // Layout: W, idx row-major [L, k] (row l's connections contiguous); idx is
 // uint32 (int32 accepted; values must be < I, checked when the op runs).
@@ -15,6 +20,7 @@
 // to [I, B] in scratch memory first (see rowsparse.h for the tiles and for
 // how the dX scatter avoids races: per-thread partial buffers).
 #include "rowsparse.h"
+#include "common/loss_args.h"
 
 namespace xmc::cpu {
 
@@ -110,6 +116,33 @@ Napi::Value FfiBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ffiLossBackward(backend, x, W, idx, b, labelPtr, labelIds, dX | null, dW, dB, loss, options)
+Napi::Value FfiLossBackward(const Napi::CallbackInfo& info) {
+  OpCall call(info, "ffiLossBackward");
+  Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), idx = call.tensor(3, "idx"), b = call.tensor(4, "b"),
+         labelPtr = call.tensor(5, "labelPtr"), labelIds = call.tensor(6, "labelIds");
+  std::optional<Tensor> dX = call.optional_tensor(7, "dX");
+  Tensor dW = call.tensor(8, "dW"), dB = call.tensor(9, "dB"), loss = call.tensor(10, "loss");
+  const common::FfiLossShape sh =
+      common::ffi_loss_backward_arguments(call, x, W, idx, b, labelPtr, labelIds, dX, dW, dB, loss, call.options(11));
+  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, W, idx, b, labelPtr, labelIds, dX, dW, dB, loss, sh] {
+    validate_ffi_idx(*pool, idx, sh.k, sh.I);
+    const uint32_t* lp = labelPtr.data<uint32_t>();
+    validate_label_ptr(lp, sh.B, labelIds.size);
+    const LabelPositives positives =
+        LabelPositives::build(lp, labelIds.data<uint32_t>(), sh.B, sh.loss.label_offset, sh.L);
+    const double inv = sh.B > 0 ? 1.0 / (static_cast<double>(sh.B) * sh.loss.normaliser) : 0.0;
+    TransposedInput xT(*pool, alloc, x.data<float>(), sh.B, sh.I);
+    RowSparse rows{nullptr, sh.k, idx.data<uint32_t>(), W.data<float>()};
+    const double total = rowsparse_loss_backward(
+        *pool, alloc, rows, b.data<float>(), sh.L, sh.I, xT.data(), sh.B, positives,
+        sh.loss.bce ? LossKind::Bce : LossKind::SquaredHinge, static_cast<float>(inv),
+        dX ? dX->data<float>() : nullptr, dW.data<float>(), dB.data<float>());
+    loss.data<float>()[0] = static_cast<float>(total * inv);
+  });
+  return info.Env().Undefined();
+}
+
 }  // namespace
 }  // namespace xmc::cpu
 
@@ -117,5 +150,6 @@ namespace xmc {
 void register_ffi(Napi::Env env, Napi::Object exports) {
   exports.Set("ffiForward", Napi::Function::New(env, cpu::FfiForward, "ffiForward"));
   exports.Set("ffiBackward", Napi::Function::New(env, cpu::FfiBackward, "ffiBackward"));
+  exports.Set("ffiLossBackward", Napi::Function::New(env, cpu::FfiLossBackward, "ffiLossBackward"));
 }
 }  // namespace xmc

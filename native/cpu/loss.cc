@@ -30,18 +30,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "backend.h"
+#include "loss_math.h"
 
 namespace xmc::cpu {
-namespace {
-
-enum class LossKind { SquaredHinge, Bce };
-
-inline float softplus(float s) { return std::max(s, 0.0f) + std::log1p(std::exp(-std::fabs(s))); }
-inline float sigmoid(float s) {
-  const float e = std::exp(-std::fabs(s));
-  return s >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-}
 
 // The y = 0 pass over one row; returns the row's summed loss. d may be null.
 XMC_CLONES double negative_pass(LossKind kind, const float* s, float* d, int64_t L, float scale) {
@@ -77,17 +68,8 @@ XMC_CLONES double negative_pass(LossKind kind, const float* s, float* d, int64_t
   return total;
 }
 
-// Loss difference (y = 1 minus y = 0) and the y = 1 gradient (unscaled) at score s.
-inline void positive_fix(LossKind kind, float s, double* loss_delta, float* grad) {
-  if (kind == LossKind::SquaredHinge) {
-    const double m0 = std::max(0.0, 1.0 + s), m1 = std::max(0.0, 1.0 - s);
-    *loss_delta = m1 * m1 - m0 * m0;
-    *grad = static_cast<float>(-2.0 * m1);
-  } else {
-    *loss_delta = -static_cast<double>(s);  // softplus(s) - s - softplus(s)
-    *grad = -sigmoid(-s);                    // sigmoid(s) - 1, without cancellation
-  }
-}
+namespace {
+
 
 Napi::Value LossForward(const Napi::CallbackInfo& info) {
   OpCall call(info, "lossForward");
@@ -98,10 +80,7 @@ Napi::Value LossForward(const Napi::CallbackInfo& info) {
   call.expect_dtype(scores, "scores", DType::Float32);
   call.expect_shape(scores, "scores", {-1, -1}, "[B, L]");
   const int64_t B = scores.dim(0), L = scores.dim(1);
-  call.expect_index_dtype(labelPtr, "labelPtr");
-  call.expect_shape(labelPtr, "labelPtr", {B + 1}, "[B + 1]");
-  call.expect_index_dtype(labelIds, "labelIds");
-  call.expect_shape(labelIds, "labelIds", {-1}, "[nnz]");
+  common::expect_label_csr(call, labelPtr, labelIds, B);
   if (dScores) {
     call.expect_dtype(*dScores, "dScores", DType::Float32);
     call.expect_shape(*dScores, "dScores", {B, L}, "[B, L]");
@@ -110,19 +89,15 @@ Napi::Value LossForward(const Napi::CallbackInfo& info) {
   call.expect_shape(loss, "loss", {1}, "[1]");
   call.expect_distinct(loss, "loss", scores, "scores");
   if (dScores) call.expect_distinct(loss, "loss", *dScores, "dScores");
-  const std::string kind_name = call.string_option(opts, "kind", "squared-hinge", {"squared-hinge", "bce"});
-  const LossKind kind = kind_name == "bce" ? LossKind::Bce : LossKind::SquaredHinge;
-  const int64_t offset = static_cast<int64_t>(call.option(opts, "labelOffset", 0.0, 0.0, 4294967295.0, true));
-  const double normaliser = call.option(opts, "normaliser", static_cast<double>(std::max<int64_t>(L, 1)), 1e-300, 1e300, false);
+  const common::LossOptions o = common::loss_options(call, opts, L);
+  const LossKind kind = o.bce ? LossKind::Bce : LossKind::SquaredHinge;
+  const int64_t offset = o.label_offset;
+  const double normaliser = o.normaliser;
 
   call.enqueue([pool = call.pool(), scores, labelPtr, labelIds, dScores, loss, B, L, kind, offset, normaliser] {
     const uint32_t* lp = labelPtr.data<uint32_t>();
     const uint32_t* ids = labelIds.data<uint32_t>();
-    if (lp[0] != 0) throw OpError("labelPtr[0] must be 0, got " + std::to_string(lp[0]));
-    for (int64_t b = 0; b < B; ++b)
-      if (lp[b + 1] < lp[b]) throw OpError("labelPtr is not non-decreasing at row " + std::to_string(b));
-    if (static_cast<int64_t>(lp[B]) > labelIds.size)
-      throw OpError("labelPtr[B] = " + std::to_string(lp[B]) + " exceeds the " + std::to_string(labelIds.size) + " labelIds");
+    validate_label_ptr(lp, B, labelIds.size);
     const float* s = scores.data<float>();
     float* d = dScores ? dScores->data<float>() : nullptr;
     const double inv = B > 0 ? 1.0 / (static_cast<double>(B) * normaliser) : 0.0;
@@ -134,13 +109,7 @@ Napi::Value LossForward(const Napi::CallbackInfo& info) {
       auto& pos = positives[tid];
       auto& keep = saved[tid];
       for (int64_t b = b0; b < b1; ++b) {
-        pos.clear();
-        for (uint32_t e = lp[b]; e < lp[b + 1]; ++e) {
-          const int64_t local = static_cast<int64_t>(ids[e]) - offset;
-          if (local >= 0 && local < L) pos.push_back(static_cast<uint32_t>(local));
-        }
-        std::sort(pos.begin(), pos.end());
-        pos.erase(std::unique(pos.begin(), pos.end()), pos.end());
+        row_positives(lp, ids, b, offset, L, pos);
         const float* sr = s + b * L;
         float* dr = d ? d + b * L : nullptr;
         keep.resize(pos.size());

@@ -36,9 +36,9 @@ static inline float sum_of(const float* a, int64_t n) {
   return s;
 }
 
-// One tile of labels [la, lb): acc is [lb - la, B] scratch, out points at label la.
-XMC_CLONES static void forward_tile(const RowSparse& rows, const float* bias, const float* xT, int64_t B, int64_t la,
-                                    int64_t lb, float* acc, float* out, int64_t ldo) {
+// One tile of labels [la, lb) without bias: acc [lb - la, B] (label-major) = sum_e W[e] * xT[src[e], :].
+XMC_CLONES static void accumulate_tile(const RowSparse& rows, const float* xT, int64_t B, int64_t la, int64_t lb,
+                                       float* acc) {
   for (int64_t l = la; l < lb; ++l) {
     float* a = acc + (l - la) * B;
     const int64_t e0 = rows.begin(l), e1 = rows.end(l);
@@ -69,6 +69,12 @@ XMC_CLONES static void forward_tile(const RowSparse& rows, const float* bias, co
       a[b0] = s0;
     }
   }
+}
+
+// One tile of labels [la, lb): acc is [lb - la, B] scratch, out points at label la.
+static void forward_tile(const RowSparse& rows, const float* bias, const float* xT, int64_t B, int64_t la, int64_t lb,
+                         float* acc, float* out, int64_t ldo) {
+  accumulate_tile(rows, xT, B, la, lb, acc);
   for (int64_t b = 0; b < B; ++b) {
     float* o = out + b * ldo;
     for (int64_t l = la; l < lb; ++l) o[l - la] = acc[(l - la) * B + b] + (bias ? bias[l] : 0.0f);
@@ -89,16 +95,20 @@ void rowsparse_forward(ThreadPool& pool, const std::shared_ptr<Allocator>& alloc
   });
 }
 
-// One tile of labels [la, lb) of the backward; g is [kLabelTile, B] scratch,
-// part is this thread's dXT partial [I, B] or null.
-XMC_CLONES static void backward_tile(const RowSparse& rows, const float* xT, int64_t B, const float* dOut, int64_t L,
-                                     int64_t la, int64_t lb, float* g, float* part, float* dW, float* dB) {
+// The dOut tile of labels [la, lb), transposed into g [lb - la, B].
+static void gather_gradient_tile(const float* dOut, int64_t B, int64_t L, int64_t la, int64_t lb, float* g) {
   for (int64_t b = 0; b < B; ++b) {
     const float* d = dOut + b * L;
     // The next tile's part of this row: B rows a page apart defeat the hardware prefetcher.
     for (int64_t l = lb; l < std::min(L, lb + kLabelTile); l += 16) __builtin_prefetch(d + l);
     for (int64_t l = la; l < lb; ++l) g[(l - la) * B + b] = d[l];
   }
+}
+
+// One tile of labels [la, lb) of the backward from its gradient g [lb - la, B];
+// part is this thread's dXT partial [I, B] or null.
+XMC_CLONES static void backward_tile(const RowSparse& rows, const float* xT, int64_t B, int64_t la, int64_t lb,
+                                     const float* g, float* part, float* dW, float* dB) {
   for (int64_t l = la; l < lb; ++l) {
     const float* gl = g + (l - la) * B;
     dB[l] = sum_of(gl, B);
@@ -151,8 +161,15 @@ XMC_CLONES static void reduce_partials(const float* partials, int P, int64_t I, 
     for (int64_t i = i0; i < i1; ++i) dX[b * I + i] = tmp[(i - i0) * B + b];
 }
 
-void rowsparse_backward(ThreadPool& pool, const std::shared_ptr<Allocator>& alloc, const RowSparse& rows, int64_t L,
-                        int64_t I, const float* xT, int64_t B, const float* dOut, float* dX, float* dW, float* dB) {
+// The backward's scaffold: label partitions (one per thread), per-thread dXT
+// partials, and their reduction into dX. `tile_gradient(la, lb, g)` fills g
+// [lb - la, B] with dLoss/dOut of a tile and returns the tile's loss
+// contribution; the contributions are summed per partition in label order,
+// then over partitions in order, and returned.
+template <class TileGradient>
+static double partitioned_backward(ThreadPool& pool, const std::shared_ptr<Allocator>& alloc, const RowSparse& rows,
+                                   int64_t L, int64_t I, const float* xT, int64_t B, float* dX, float* dW, float* dB,
+                                   const TileGradient& tile_gradient) {
   const int T = pool.size();
   int P = T;  // label partitions (= threads doing work)
   const size_t partial_bytes = sizeof(float) * static_cast<size_t>(I) * static_cast<size_t>(B);
@@ -161,7 +178,7 @@ void rowsparse_backward(ThreadPool& pool, const std::shared_ptr<Allocator>& allo
   if (B == 0) {  // no rows: gradients are zero sums
     std::fill(dB, dB + L, 0.0f);
     if (L > 0) std::fill(dW, dW + rows.end(L - 1), 0.0f);
-    return;
+    return 0.0;
   }
   const int64_t nnz = L > 0 ? rows.end(L - 1) : 0;
   // Contiguous label ranges with near-equal numbers of connections.
@@ -177,6 +194,7 @@ void rowsparse_backward(ThreadPool& pool, const std::shared_ptr<Allocator>& allo
   std::optional<Scratch> partials;
   if (dX) partials.emplace(alloc, partial_bytes * P);
   Scratch g(alloc, sizeof(float) * T * kLabelTile * B);
+  std::vector<double> partition_loss(static_cast<size_t>(P), 0.0);
   pool.run([&](int tid) {
     if (tid >= P) return;
     float* part = nullptr;
@@ -185,10 +203,17 @@ void rowsparse_backward(ThreadPool& pool, const std::shared_ptr<Allocator>& allo
       std::fill(part, part + I * B, 0.0f);
     }
     float* gt = g.as<float>() + tid * kLabelTile * B;
-    for (int64_t la = bounds[tid]; la < bounds[tid + 1]; la += kLabelTile)
-      backward_tile(rows, xT, B, dOut, L, la, std::min(bounds[tid + 1], la + kLabelTile), gt, part, dW, dB);
+    double loss = 0.0;
+    for (int64_t la = bounds[tid]; la < bounds[tid + 1]; la += kLabelTile) {
+      const int64_t lb = std::min(bounds[tid + 1], la + kLabelTile);
+      loss += tile_gradient(la, lb, gt);
+      backward_tile(rows, xT, B, la, lb, gt, part, dW, dB);
+    }
+    partition_loss[tid] = loss;
   });
-  if (!dX) return;
+  double total = 0.0;
+  for (double v : partition_loss) total += v;
+  if (!dX) return total;
   constexpr int64_t kBlock = 64;
   Scratch tmp(alloc, sizeof(float) * T * kBlock * B);
   pool.parallel_for((I + kBlock - 1) / kBlock, 1, [&](int64_t k0, int64_t k1, int tid) {
@@ -196,6 +221,63 @@ void rowsparse_backward(ThreadPool& pool, const std::shared_ptr<Allocator>& allo
       reduce_partials(partials->as<float>(), P, I, B, k * kBlock, std::min(I, (k + 1) * kBlock),
                       tmp.as<float>() + tid * kBlock * B, dX);
   });
+  return total;
+}
+
+void rowsparse_backward(ThreadPool& pool, const std::shared_ptr<Allocator>& alloc, const RowSparse& rows, int64_t L,
+                        int64_t I, const float* xT, int64_t B, const float* dOut, float* dX, float* dW, float* dB) {
+  partitioned_backward(pool, alloc, rows, L, I, xT, B, dX, dW, dB, [&](int64_t la, int64_t lb, float* g) {
+    gather_gradient_tile(dOut, B, L, la, lb, g);
+    return 0.0;
+  });
+}
+
+double rowsparse_loss_backward(ThreadPool& pool, const std::shared_ptr<Allocator>& alloc, const RowSparse& rows,
+                               const float* bias, int64_t L, int64_t I, const float* xT, int64_t B,
+                               const LabelPositives& positives, LossKind kind, float scale, float* dX, float* dW,
+                               float* dB) {
+  return partitioned_backward(pool, alloc, rows, L, I, xT, B, dX, dW, dB, [&](int64_t la, int64_t lb, float* g) {
+    accumulate_tile(rows, xT, B, la, lb, g);
+    // The scores and their gradients, as ffiForward then lossForward would compute them
+    // (same float operations: the gradient is bitwise the unfused one).
+    double loss = 0.0;
+    for (int64_t l = la; l < lb; ++l) {
+      float* gl = g + (l - la) * B;
+      const float bl = bias ? bias[l] : 0.0f;
+      for (int64_t b = 0; b < B; ++b) gl[b] += bl;
+      // Positives of label l: saved before the y = 0 pass overwrites the scores.
+      const auto [p0, p1] = positives.of(l);
+      for (int64_t p = p0; p < p1; ++p) positives.saved[p] = gl[positives.row[p]];
+      loss += negative_pass(kind, gl, gl, B, scale);
+      for (int64_t p = p0; p < p1; ++p) {
+        double delta;
+        float grad;
+        positive_fix(kind, positives.saved[p], &delta, &grad);
+        loss += delta;
+        gl[positives.row[p]] = grad * scale;
+      }
+    }
+    return loss;
+  });
+}
+
+LabelPositives LabelPositives::build(const uint32_t* lp, const uint32_t* ids, int64_t B, int64_t offset, int64_t L) {
+  std::vector<uint64_t> keys;  // local label * B + row
+  std::vector<uint32_t> row_labels;
+  for (int64_t b = 0; b < B; ++b) {
+    row_positives(lp, ids, b, offset, L, row_labels);
+    for (uint32_t l : row_labels) keys.push_back(static_cast<uint64_t>(l) * static_cast<uint64_t>(B) + b);
+  }
+  std::sort(keys.begin(), keys.end());
+  LabelPositives p;
+  p.label.reserve(keys.size());
+  p.row.reserve(keys.size());
+  for (uint64_t key : keys) {
+    p.label.push_back(static_cast<uint32_t>(key / static_cast<uint64_t>(B)));
+    p.row.push_back(static_cast<uint32_t>(key % static_cast<uint64_t>(B)));
+  }
+  p.saved.assign(keys.size(), 0.0f);
+  return p;
 }
 
 int64_t first_out_of_range(ThreadPool& pool, const uint32_t* v, int64_t n, uint64_t limit) {

@@ -30,6 +30,7 @@
 // most kPartialBudgetBytes; fewer buffers means fewer threads for the scatter.
 #pragma once
 #include "backend.h"
+#include "loss_math.h"
 
 namespace xmc::cpu {
 
@@ -52,6 +53,33 @@ void rowsparse_forward(ThreadPool& pool, const std::shared_ptr<Allocator>& alloc
 // dOut is [B, L]. dX [B, I] may be null (first layer). dW [nnz], dB [L] are overwritten.
 void rowsparse_backward(ThreadPool& pool, const std::shared_ptr<Allocator>& alloc, const RowSparse& rows, int64_t L,
                         int64_t I, const float* xT, int64_t B, const float* dOut, float* dX, float* dW, float* dB);
+
+// The positives (y[b, l] = 1) of a batch within one label shard, sorted by
+// (local label, row), duplicates removed: what the fused loss needs per label.
+struct LabelPositives {
+  std::vector<uint32_t> label;       // local label (id - offset, in [0, L))
+  std::vector<uint32_t> row;         // batch row
+  mutable std::vector<float> saved;  // scratch: the score at each positive (one writer per label)
+
+  // From a batch CSR (labelPtr already validated); ids outside [offset, offset + L) are skipped.
+  static LabelPositives build(const uint32_t* lp, const uint32_t* ids, int64_t B, int64_t offset, int64_t L);
+  // [first, last) of label l's positives.
+  std::pair<int64_t, int64_t> of(int64_t l) const {
+    const auto r = std::equal_range(label.begin(), label.end(), static_cast<uint32_t>(l));
+    return {r.first - label.begin(), r.second - label.begin()};
+  }
+};
+
+// The fused FFI/CSR output layer with its loss, without the [B, L] scores:
+// per tile of labels the scores (forward, + bias), the loss and its gradient
+// dLoss/dOut (as lossForward computes them, scaled by `scale`), then the
+// backward from that gradient. dX [B, I] may be null; dW, dB are overwritten.
+// Returns the loss summed over (b, l), unscaled. The gradients equal those of
+// rowsparse_forward + lossForward + rowsparse_backward bit for bit.
+double rowsparse_loss_backward(ThreadPool& pool, const std::shared_ptr<Allocator>& alloc, const RowSparse& rows,
+                               const float* bias, int64_t L, int64_t I, const float* xT, int64_t B,
+                               const LabelPositives& positives, LossKind kind, float scale, float* dX, float* dW,
+                               float* dB);
 
 // Position of the first v[e] >= limit in v[0, n), or -1 when all are below.
 int64_t first_out_of_range(ThreadPool& pool, const uint32_t* v, int64_t n, uint64_t limit);

@@ -101,6 +101,20 @@ void rowsparse_forward(const Launch& ctx, const RowSparseDev& rows, const float*
 // dB, dW overwritten; dXT [I, B] (may be null) must be zero and receives the scatter (atomics).
 void rowsparse_backward(const Launch& ctx, const RowSparseDev& rows, int64_t L, int64_t I, const float* xT, int64_t B,
                         const float* dOut, float* dXT, float* dW, float* dB);
+// The fused loss of rowsparse_loss_backward: targets as a bitmap (label_bitmap), the loss kind and scale,
+// and where each block's loss sum goes (double [rowsparse_loss_backward_blocks(L)]).
+struct FusedLossDev {
+  const uint32_t* bits;  // [B, words]: bit l % 32 of word l / 32 of row b is y[b, l]
+  int64_t words;         // ceil(L / 32)
+  bool bce;
+  float scale;           // 1 / (B * normaliser)
+  double* partial;
+};
+int64_t rowsparse_loss_backward_blocks(int64_t L);
+// Scores (forward + bias), loss and gradient per (b, l) in registers, then the backward from that gradient:
+// dB, dW overwritten; dXT [I, B] (may be null) must be zero and receives the scatter. [B, L] is never stored.
+void rowsparse_loss_backward(const Launch& ctx, const RowSparseDev& rows, const float* bias, int64_t L, int64_t I,
+                             const float* xT, int64_t B, const FusedLossDev& loss, float* dXT, float* dW, float* dB);
 // rowPtr checks, ranks 1 (rowPtr[0] != 0), 2 (rowPtr[l+1] < rowPtr[l]), 3 (rowPtr[L] != nnz).
 void check_csr_row_ptr(const Launch& ctx, const uint32_t* row_ptr, int64_t L, int64_t nnz);
 
@@ -120,6 +134,12 @@ struct LossArgs {
 // Scratch the loss needs (bytes), given B, L and nids.
 size_t loss_scratch_bytes(int64_t B, int64_t L, int64_t nids);
 void loss_forward(const Launch& ctx, const LossArgs& a, void* scratch);
+// bits [B, words] (must be zero) |= y of the batch's labels: bit (id - offset) % 32 of word (id - offset) / 32
+// of row b for every id of row b in [offset, offset + L). Run after check_label_ptr.
+void label_bitmap(const Launch& ctx, const uint32_t* label_ptr, const uint32_t* label_ids, int64_t B, int64_t nids,
+                  int64_t offset, int64_t L, uint32_t* bits, int64_t words);
+// loss[0] = inv * (sum of partial[0..n)), summed in a fixed order.
+void loss_reduce(const Launch& ctx, const double* partial, int64_t n, double inv, float* loss);
 
 // --- adam.cu -------------------------------------------------------------------
 struct AdamCoefficients {

@@ -161,6 +161,22 @@ __global__ __launch_bounds__(kThreads) void reduce_kernel(const DeviceStatus* st
   }
 }
 
+__global__ void label_bitmap_kernel(const DeviceStatus* st, const uint32_t* lp, const uint32_t* ids, int64_t B,
+                                    int64_t offset, int64_t L, uint32_t* bits, int64_t words) {
+  XMC_RETURN_IF_FAILED(st);
+  const int64_t used = lp[B];
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < used; e += (int64_t)gridDim.x * blockDim.x) {
+    int64_t lo = 0, hi = B;  // the row of entry e: labelPtr[lo] <= e < labelPtr[hi]
+    while (hi - lo > 1) {
+      const int64_t mid = (lo + hi) / 2;
+      if (lp[mid] <= e) lo = mid; else hi = mid;
+    }
+    const int64_t local = static_cast<int64_t>(ids[e]) - offset;
+    if (local < 0 || local >= L) continue;
+    atomicOr(bits + lo * words + local / 32, 1u << (local % 32));
+  }
+}
+
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
 Scratch carve(void* base, int64_t B, int64_t L, int64_t nids) {
@@ -210,6 +226,23 @@ void loss_forward(const Launch& ctx, const LossArgs& a, void* scratch) {
     check_launch(ctx.op, "positive_fix_kernel");
   }
   reduce_kernel<<<1, kThreads, 0, ctx.stream>>>(ctx.status, s.partial, a.B * chunks, s.delta, a.nids, a.inv, a.loss);
+  check_launch(ctx.op, "reduce_kernel");
+}
+
+}  // namespace xmc::cuda
+
+namespace xmc::cuda {
+
+void label_bitmap(const Launch& ctx, const uint32_t* label_ptr, const uint32_t* label_ids, int64_t B, int64_t nids,
+                  int64_t offset, int64_t L, uint32_t* bits, int64_t words) {
+  if (B <= 0 || nids <= 0) return;
+  label_bitmap_kernel<<<grid_for(nids, kThreads), kThreads, 0, ctx.stream>>>(ctx.status, label_ptr, label_ids, B, offset,
+                                                                             L, bits, words);
+  check_launch(ctx.op, "label_bitmap_kernel");
+}
+
+void loss_reduce(const Launch& ctx, const double* partial, int64_t n, double inv, float* loss) {
+  reduce_kernel<<<1, kThreads, 0, ctx.stream>>>(ctx.status, partial, n, nullptr, 0, inv, loss);
   check_launch(ctx.op, "reduce_kernel");
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "backend.h"
+#include "common/loss_args.h"
 
 namespace xmc::cuda {
 namespace {
@@ -22,10 +23,7 @@ Napi::Value LossForward(const Napi::CallbackInfo& info) {
     call.expect_dtype(scores, "scores", DType::Float32);
     call.expect_shape(scores, "scores", {-1, -1}, "[B, L]");
     const int64_t B = scores.dim(0), L = scores.dim(1);
-    call.expect_index_dtype(labelPtr, "labelPtr");
-    call.expect_shape(labelPtr, "labelPtr", {B + 1}, "[B + 1]");
-    call.expect_index_dtype(labelIds, "labelIds");
-    call.expect_shape(labelIds, "labelIds", {-1}, "[nnz]");
+    common::expect_label_csr(call, labelPtr, labelIds, B);
     if (dScores) {
       call.expect_dtype(*dScores, "dScores", DType::Float32);
       call.expect_shape(*dScores, "dScores", {B, L}, "[B, L]");
@@ -34,17 +32,10 @@ Napi::Value LossForward(const Napi::CallbackInfo& info) {
     call.expect_shape(loss, "loss", {1}, "[1]");
     call.expect_distinct(loss, "loss", scores, "scores");
     if (dScores) call.expect_distinct(loss, "loss", *dScores, "dScores");
-    const std::string kind = call.string_option(opts, "kind", "squared-hinge", {"squared-hinge", "bce"});
-    const int64_t offset = static_cast<int64_t>(call.option(opts, "labelOffset", 0.0, 0.0, 4294967295.0, true));
-    const double normaliser =
-        call.option(opts, "normaliser", static_cast<double>(std::max<int64_t>(L, 1)), 1e-300, 1e300, false);
+    const common::LossOptions o = common::loss_options(call, opts, L);
     const int64_t nids = labelIds.size;
     const uint32_t serial = call.device().register_check([nids](const DeviceStatus& s) {
-      std::string reason;
-      if (s.code == 1) reason = "labelPtr[0] must be 0, got " + std::to_string(s.v0);
-      else if (s.code == 2) reason = "labelPtr is not non-decreasing at row " + std::to_string(s.position);
-      else reason = "labelPtr[B] = " + std::to_string(s.v0) + " exceeds the " + std::to_string(nids) + " labelIds";
-      return "lossForward: " + reason;
+      return "lossForward: " + common::label_ptr_error(static_cast<int>(s.code), s.v0, static_cast<int64_t>(s.position), nids);
     });
     const Launch ctx = call.launch();
     check_label_ptr(ctx, labelPtr.data<uint32_t>(), B, nids);
@@ -53,7 +44,7 @@ Napi::Value LossForward(const Napi::CallbackInfo& info) {
     finalize_checks(ctx, serial, values);
     std::shared_ptr<Buffer> scratch = call.scratch(loss_scratch_bytes(B, L, nids));
     LossArgs a;
-    a.bce = kind == "bce";
+    a.bce = o.bce;
     a.scores = scores.data<float>();
     a.d = dScores ? dScores->data<float>() : nullptr;
     a.label_ptr = labelPtr.data<uint32_t>();
@@ -61,8 +52,8 @@ Napi::Value LossForward(const Napi::CallbackInfo& info) {
     a.nids = nids;
     a.B = B;
     a.L = L;
-    a.offset = offset;
-    a.inv = B > 0 ? 1.0 / (static_cast<double>(B) * normaliser) : 0.0;
+    a.offset = o.label_offset;
+    a.inv = B > 0 ? 1.0 / (static_cast<double>(B) * o.normaliser) : 0.0;
     a.loss = loss.data<float>();
     loss_forward(ctx, a, scratch->data());
     return info.Env().Undefined();

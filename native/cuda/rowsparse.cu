@@ -30,6 +30,20 @@
 // Atomics make dX's rounding order vary between runs (not bitwise
 // deterministic, unlike dW and dB).
 //
+// Fused loss + backward (ffiLossBackward): one warp per label l. Per batch
+// chunk of 128 rows the warp computes its label's scores as the forward does
+// (lane = 4 rows), then in registers the loss and its gradient g[b] against
+// y[b, l] (a bit of the batch's label bitmap, [B, ceil(L/32)] words), then
+// dB and, only when some g[b] != 0, dW and the dX scatter as the backward
+// does. Squared hinge has g = 0 wherever a negative's score is below -1 (most
+// of them once training is under way), so the backward's gathers and atomics
+// are skipped for every label with no gradient in the chunk; a label with a
+// gradient in at most kSparseRows rows visits only those rows (lane j =
+// connection j: one load of hT and one atomic per row) instead of gathering
+// whole 128-row runs of hT per connection. The [B, L]
+// scores never exist; per-block loss sums go to `partial` (double) and are
+// reduced by loss_reduce in a fixed order.
+//
 // Checks: a source >= I is recorded (record_failure, rank rows.src_rank) and
 // read as source 0 with weight 0, so a bad index never reaches memory; the
 // op's finalize_checks reports it. CSR structures are checked first by
@@ -46,6 +60,7 @@ constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kChunk = 128;  // batch rows per pass
 constexpr int kPad = 4;      // keeps float4 rows aligned in shared memory
+constexpr int kSparseRows = 12;  // fused backward: at most this many rows with a gradient -> row-by-row path
 
 __device__ __forceinline__ int64_t row_begin(const RowSparseDev& r, int64_t l) {
   return r.row_ptr ? static_cast<int64_t>(r.row_ptr[l]) : l * r.fan_in;
@@ -206,6 +221,167 @@ __global__ __launch_bounds__(kThreads) void backward_kernel(DeviceStatus* st, Ro
   }
 }
 
+// The loss term and its gradient (scaled) at score s with target y (formulas: loss.cu).
+__device__ __forceinline__ float loss_term(bool bce, float s, bool y, float scale, float* grad) {
+  if (!bce) {
+    const float m = fmaxf(0.0f, y ? 1.0f - s : 1.0f + s);
+    *grad = (y ? -2.0f : 2.0f) * m * scale;
+    return m * m;
+  }
+  const float e = expf(-fabsf(s));
+  const float sig = s >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);  // sigmoid(s)
+  const float softplus = fmaxf(s, 0.0f) + log1pf(e);
+  if (y) {
+    *grad = -(s >= 0.0f ? e / (1.0f + e) : 1.0f / (1.0f + e)) * scale;  // -sigmoid(-s)
+    return softplus - s;
+  }
+  *grad = sig * scale;
+  return softplus;
+}
+
+template <bool kVec4>
+__global__ __launch_bounds__(kThreads) void loss_backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
+                                                                 const float* xT, int B, uint32_t I, int64_t L,
+                                                                 FusedLossDev loss, float* dXT, float* dW, float* dB) {
+  XMC_RETURN_IF_FAILED(st);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t l = (int64_t)blockIdx.x * kWarps + warp;
+  double warp_loss = 0.0;
+  if (l < L) {
+    const int64_t e0 = row_begin(rows, l), e1 = row_end(rows, l);
+    const float bl = bias[l];
+    const uint32_t bit = 1u << (l % 32);
+    const int64_t word = l / 32;
+    for (int c0 = 0; c0 == 0 || c0 < B; c0 += kChunk) {  // B = 0: one pass that writes zeros
+      const int nb = max(0, min(kChunk, B - c0));
+      const bool first = c0 == 0;
+      // Forward: this lane's rows of the label's scores.
+      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      for (int64_t e = e0; e < e1; e += 32) {
+        float w;
+        uint32_t s;
+        load_connection(st, rows, e + lane, e1, I, w, s);
+        const int n = (int)min64(32, e1 - e);
+        for (int j = 0; j < n; ++j) {
+          const float wj = __shfl_sync(kFullMask, w, j);
+          const uint32_t sj = __shfl_sync(kFullMask, s, j);
+          const float* xs = xT + (int64_t)sj * B + c0;
+          if (kVec4) {
+            if (lane * 4 < nb) {
+              const float4 v = *reinterpret_cast<const float4*>(xs + lane * 4);
+              acc[0] += wj * v.x;
+              acc[1] += wj * v.y;
+              acc[2] += wj * v.z;
+              acc[3] += wj * v.w;
+            }
+          } else {
+#pragma unroll
+            for (int r = 0; r < 4; ++r)
+              if (lane + 32 * r < nb) acc[r] += wj * xs[lane + 32 * r];
+          }
+        }
+      }
+      // Loss and gradient, in registers.
+      float gv[4];
+      float lane_loss = 0.0f;
+      bool nonzero = false;
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int b = kVec4 ? lane * 4 + r : lane + 32 * r;
+        gv[r] = 0.0f;
+        if (b < nb) {
+          const bool y = (loss.bits[(int64_t)(c0 + b) * loss.words + word] & bit) != 0;
+          lane_loss += loss_term(loss.bce, acc[r] + bl, y, loss.scale, &gv[r]);
+          nonzero |= gv[r] != 0.0f;
+        }
+      }
+      warp_loss += warp_sum(static_cast<double>(lane_loss));
+      const float gsum = warp_sum((gv[0] + gv[1]) + (gv[2] + gv[3]));
+      if (lane == 0) dB[l] = first ? gsum : dB[l] + gsum;
+      unsigned rows_with_g[4];
+      int count = 0;
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        rows_with_g[r] = __ballot_sync(kFullMask, gv[r] != 0.0f);
+        count += __popc(rows_with_g[r]);
+      }
+      if (count == 0) {  // no gradient for this label in this chunk
+        if (first)
+          for (int64_t e = e0 + lane; e < e1; e += 32) dW[e] = 0.0f;
+        continue;
+      }
+      if (count <= kSparseRows) {
+        // Few rows with a gradient: lane j takes connection j and visits only those rows
+        // (one 4-byte load and one atomic each) instead of gathering whole rows of hT.
+        for (int64_t e = e0; e < e1; e += 32) {
+          float w;
+          uint32_t s;
+          load_connection(st, rows, e + lane, e1, I, w, s);
+          const bool mine = e + lane < e1;
+          const float* xs = xT + (int64_t)s * B + c0;
+          float* dxs = dXT ? dXT + (int64_t)s * B + c0 : nullptr;
+          float dot = 0.0f;
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            for (unsigned m = rows_with_g[r]; m != 0; m &= m - 1) {  // warp-uniform
+              const int t = __ffs(m) - 1;
+              const float gb = __shfl_sync(kFullMask, gv[r], t);
+              const int b = kVec4 ? t * 4 + r : t + 32 * r;
+              if (mine) {
+                dot += gb * xs[b];
+                if (dxs) atomicAdd(dxs + b, w * gb);
+              }
+            }
+          }
+          if (mine) dW[e + lane] = first ? dot : dW[e + lane] + dot;
+        }
+        continue;
+      }
+      // Backward from g: dW (dot products) and the dX scatter, as backward_kernel.
+      for (int64_t e = e0; e < e1; e += 32) {
+        float w;
+        uint32_t s;
+        load_connection(st, rows, e + lane, e1, I, w, s);
+        const int n = (int)min64(32, e1 - e);
+        float mine = 0.0f;
+        for (int j = 0; j < n; ++j) {
+          const float wj = __shfl_sync(kFullMask, w, j);
+          const uint32_t sj = __shfl_sync(kFullMask, s, j);
+          const int64_t base = (int64_t)sj * B + c0;
+          float dot = 0.0f;
+          if (kVec4) {
+            if (lane * 4 < nb) {
+              const float4 v = *reinterpret_cast<const float4*>(xT + base + lane * 4);
+              dot = (gv[0] * v.x + gv[1] * v.y) + (gv[2] * v.z + gv[3] * v.w);
+              if (dXT && nonzero) scatter_add4(dXT + base + lane * 4, wj * gv[0], wj * gv[1], wj * gv[2], wj * gv[3]);
+            }
+          } else {
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+              const int b = lane + 32 * r;
+              if (b < nb) {
+                dot += gv[r] * xT[base + b];
+                if (dXT && gv[r] != 0.0f) atomicAdd(dXT + base + b, wj * gv[r]);
+              }
+            }
+          }
+          dot = warp_sum(dot);
+          if (lane == j) mine = dot;
+        }
+        if (lane < n) dW[e + lane] = first ? mine : dW[e + lane] + mine;
+      }
+    }
+  }
+  __shared__ double warps[kWarps];
+  if (lane == 0) warps[warp] = warp_loss;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double t = 0.0;
+    for (int w = 0; w < kWarps; ++w) t += warps[w];
+    loss.partial[blockIdx.x] = t;
+  }
+}
+
 __global__ void csr_row_ptr_kernel(DeviceStatus* st, const uint32_t* rp, int64_t L, int64_t nnz) {
   XMC_RETURN_IF_FAILED(st);
   for (int64_t l = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; l <= L; l += (int64_t)gridDim.x * blockDim.x) {
@@ -244,6 +420,21 @@ void rowsparse_backward(const Launch& ctx, const RowSparseDev& rows, int64_t L, 
   else
     backward_kernel<false><<<(unsigned)blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, xT, (int)B, (uint32_t)I, L, dOut, dXT, dW, dB);
   check_launch(ctx.op, "rowsparse backward_kernel");
+}
+
+int64_t rowsparse_loss_backward_blocks(int64_t L) { return (L + kWarps - 1) / kWarps; }
+
+void rowsparse_loss_backward(const Launch& ctx, const RowSparseDev& rows, const float* bias, int64_t L, int64_t I,
+                             const float* xT, int64_t B, const FusedLossDev& loss, float* dXT, float* dW, float* dB) {
+  if (L <= 0) return;
+  check_dims(ctx, B, I);
+  const int64_t blocks = rowsparse_loss_backward_blocks(L);
+  if (blocks > 2147483647) throw CudaFailure(std::string(ctx.op) + ": too many labels");
+  if (B % 4 == 0)
+    loss_backward_kernel<true><<<(unsigned)blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
+  else
+    loss_backward_kernel<false><<<(unsigned)blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
+  check_launch(ctx.op, "rowsparse loss_backward_kernel");
 }
 
 void check_csr_row_ptr(const Launch& ctx, const uint32_t* row_ptr, int64_t L, int64_t nnz) {

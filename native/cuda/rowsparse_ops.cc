@@ -3,6 +3,9 @@
 //
 //   ffiForward(x[B,I], W[L,k], idx[L,k], b[L], out[B,L])
 //   ffiBackward(x, W, idx, dOut[B,L], dX[B,I] | null, dW[L,k], dB[L])
+//   ffiLossBackward(x, W, idx, b[L], labelPtr[B+1], labelIds[nnz], dX | null, dW, dB, loss[1], options)
+//     (fused: the label bitmap, then one kernel for scores, loss, gradient and
+//     backward per label; the [B, L] scores are never stored)
 //   sparseForward(x[B,I], rowPtr[L+1], col[nnz], W[nnz], b[L], out[B,L])
 //   sparseBackward(x, rowPtr, col, W, dOut[B,L], dX | null, dW[nnz], dB[L])
 //
@@ -12,6 +15,7 @@
 // backward scatters dX into a zeroed dXT [I, B] scratch with atomics and
 // transposes it into dX (B = 1: straight into dX).
 #include "backend.h"
+#include "common/loss_args.h"
 
 namespace xmc::cuda {
 
@@ -197,6 +201,60 @@ Napi::Value FfiBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value FfiLossBackward(const Napi::CallbackInfo& info) {
+  return guarded(info, "ffiLossBackward", [&]() -> Napi::Value {
+    OpCall call(info, "ffiLossBackward");
+    Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), idx = call.tensor(3, "idx"), b = call.tensor(4, "b"),
+           labelPtr = call.tensor(5, "labelPtr"), labelIds = call.tensor(6, "labelIds");
+    std::optional<Tensor> dX = call.optional_tensor(7, "dX");
+    Tensor dW = call.tensor(8, "dW"), dB = call.tensor(9, "dB"), loss = call.tensor(10, "loss");
+    const common::FfiLossShape sh =
+        common::ffi_loss_backward_arguments(call, x, W, idx, b, labelPtr, labelIds, dX, dW, dB, loss, call.options(11));
+    const int64_t B = sh.B, I = sh.I, L = sh.L, k = sh.k, nids = labelIds.size;
+    const Formatter idx_message = ffi_idx_formatter("ffiLossBackward", idx.dtype, k, I);
+    const uint32_t serial = call.device().register_check([idx_message, nids](const DeviceStatus& st) {
+      if (st.code == 4) return idx_message(st);
+      return "ffiLossBackward: " + common::label_ptr_error(static_cast<int>(st.code), st.v0, static_cast<int64_t>(st.position), nids);
+    });
+    CheckValues values;
+    values.v0_src[0] = values.v0_src[1] = values.v0_src[2] = labelPtr.data<uint32_t>();
+    values.v0_src[3] = idx.data<uint32_t>();
+    const Launch ctx = call.launch();
+    check_label_ptr(ctx, labelPtr.data<uint32_t>(), B, nids);
+    finalize_checks(ctx, serial, values);  // a bad labelPtr stops the op before the bitmap reads it
+
+    const int64_t words = (L + 31) / 32, blocks = rowsparse_loss_backward_blocks(L);
+    std::shared_ptr<Buffer> bits = call.scratch(sizeof(uint32_t) * std::max<int64_t>(1, B * words));
+    std::shared_ptr<Buffer> partial = call.scratch(sizeof(double) * std::max<int64_t>(1, blocks));
+    fill_u32(ctx, static_cast<uint32_t*>(bits->data()), B * words, 0);
+    label_bitmap(ctx, labelPtr.data<uint32_t>(), labelIds.data<uint32_t>(), B, nids, sh.loss.label_offset, L,
+                 static_cast<uint32_t*>(bits->data()), words);
+    const double inv = B > 0 ? 1.0 / (static_cast<double>(B) * sh.loss.normaliser) : 0.0;
+    const FusedLossDev fused{static_cast<const uint32_t*>(bits->data()), words, sh.loss.bce, static_cast<float>(inv),
+                             static_cast<double*>(partial->data())};
+
+    TransposedInput xT = transposed_input(call, x, B, I);
+    std::shared_ptr<Buffer> dxt;
+    float* dXT = nullptr;
+    if (dX && B * I > 0) {
+      if (B == 1) {
+        dXT = dX->data<float>();
+      } else {
+        dxt = call.scratch(sizeof(float) * B * I);
+        dXT = static_cast<float*>(dxt->data());
+      }
+      fill_u32(ctx, reinterpret_cast<uint32_t*>(dXT), B * I, 0);
+    }
+    const RowSparseDev rows{nullptr, k, idx.data<uint32_t>(), W.data<float>(), 4};
+    rowsparse_loss_backward(ctx, rows, b.data<float>(), L, I, xT.data, B, fused, dXT, dW.data<float>(), dB.data<float>());
+    finalize_checks(ctx, serial, values);
+    if (L > 0) loss_reduce(ctx, fused.partial, blocks, inv, loss.data<float>());
+    else fill_u32(ctx, loss.data<uint32_t>(), 1, 0);
+    if (dxt) transpose(ctx, dXT, I, B, dX->data<float>());
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value SparseForward(const Napi::CallbackInfo& info) {
   return guarded(info, "sparseForward", [&]() -> Napi::Value {
     OpCall call(info, "sparseForward");
@@ -258,6 +316,7 @@ Napi::Value SparseBackward(const Napi::CallbackInfo& info) {
 void register_rowsparse_ops(Napi::Env env, Napi::Object ops) {
   ops.Set("ffiForward", Napi::Function::New(env, FfiForward, "ffiForward"));
   ops.Set("ffiBackward", Napi::Function::New(env, FfiBackward, "ffiBackward"));
+  ops.Set("ffiLossBackward", Napi::Function::New(env, FfiLossBackward, "ffiLossBackward"));
   ops.Set("sparseForward", Napi::Function::New(env, SparseForward, "sparseForward"));
   ops.Set("sparseBackward", Napi::Function::New(env, SparseBackward, "sparseBackward"));
 }

@@ -21,13 +21,15 @@
  * One training step enqueues (intermediate setups):
  *   denseForward, reluForward, outForward, lossForward (gradient in place),
  *   outBackward (-> dH), reluBackward, denseBackward, 4 x adam
- * and returns without waiting.
+ * and returns without waiting. An FFI output layer does outForward,
+ * lossForward and outBackward in one op (ffiLossBackward), so that its
+ * [B, L] scores are never stored.
  */
 import type { Backend, FloatTensor, IndexTensor, LossKind, TypedArrayOf, DType } from '../native/backend.js';
 import type { TopK } from '../topk/topk.js';
 import { planShard, type LayerPlan, type ModelConfig, type ShardPlan } from './config.js';
 import { STREAM_INIT, STREAM_REWIRE, opSeed, streamSeed } from './init.js';
-import { createLayer, layerSizes, type Layer, type NamedTensor } from './layers.js';
+import { FfiLayer, createLayer, layerSizes, type Layer, type NamedTensor } from './layers.js';
 
 export interface ShardStepOptions {
   /** global step, 1 for the first update (Adam's bias correction) */
@@ -61,7 +63,8 @@ export interface LoadedSection {
 interface TrainWorkspace {
   h: FloatTensor | null;
   dh: FloatTensor | null;
-  out: FloatTensor;
+  /** [B, L] scores, then their gradient; null for an FFI output layer (fused) */
+  out: FloatTensor | null;
 }
 
 const LAYER_INTERMEDIATE = 0;
@@ -99,18 +102,23 @@ export class ShardModel {
     const b = this.backend;
     const ws = this.trainWorkspace(x.shape[0]);
     const lossOptions = { kind: options.loss, labelOffset: this.labelStart, normaliser: this.config.numLabels, out: options.lossOut };
-    if (this.intermediate && ws.h && ws.dh) {
+    const input = this.intermediate && ws.h ? ws.h : x;
+    if (this.intermediate && ws.h) {
       this.intermediate.forward(x, ws.h);
       b.reluForward(ws.h, ws.h);
-      this.output.forward(ws.h, ws.out);
-      b.lossForward(ws.out, labelPtr, labelIds, ws.out, lossOptions); // ws.out now holds dLoss/dScores
-      this.output.backward(ws.h, ws.out, ws.dh);
+    }
+    if (this.output instanceof FfiLayer) {
+      // Fused: the [B, L] scores never exist (see ffiLossBackward).
+      this.output.lossBackward(input, labelPtr, labelIds, ws.dh, lossOptions);
+    } else {
+      const out = ws.out!;
+      this.output.forward(input, out);
+      b.lossForward(out, labelPtr, labelIds, out, lossOptions); // out now holds dLoss/dScores
+      this.output.backward(input, out, ws.dh);
+    }
+    if (this.intermediate && ws.h && ws.dh) {
       b.reluBackward(ws.h, ws.dh, ws.dh);
       this.intermediate.backward(x, ws.dh, null);
-    } else {
-      this.output.forward(x, ws.out);
-      b.lossForward(ws.out, labelPtr, labelIds, ws.out, lossOptions);
-      this.output.backward(x, ws.out, null);
     }
     const adam = { lr: options.lr, step: options.step };
     for (const layer of this.layers()) layer.adam(adam);
@@ -192,7 +200,7 @@ export class ShardModel {
       ws = {
         h: H ? this.backend.tensor('float32', [B, H]) : null,
         dh: H ? this.backend.tensor('float32', [B, H]) : null,
-        out: this.backend.tensor('float32', [B, this.numLabels]),
+        out: this.output instanceof FfiLayer ? null : this.backend.tensor('float32', [B, this.numLabels]),
       };
       this.trainWs.set(B, ws);
     }
@@ -234,7 +242,8 @@ export function estimateShardMemory(plan: ShardPlan, B: number, E: number): Shar
     parameters: 4 * (params + structure),
     gradients: 4 * params,
     optimiser: 8 * params,
-    trainActivations: 4 * B * (2 * H + L),
+    // An FFI output layer never stores its [B, L] scores (fused loss and backward).
+    trainActivations: 4 * B * (2 * H + (plan.output.kind === 'ffi' ? 0 : L)),
     evalActivations: 4 * E * H,
   };
 }

@@ -60,6 +60,7 @@ export interface NativeOps {
   dropout: Op;
   ffiForward: Op;
   ffiBackward: Op;
+  ffiLossBackward: Op;
   sparseForward: Op;
   sparseBackward: Op;
   lossForward: Op;
@@ -193,6 +194,15 @@ export abstract class AddonBackend implements Backend {
 
   ffiBackward(x: FloatTensor, W: FloatTensor, idx: IndexTensor, dOut: FloatTensor, dX: FloatTensor | null, dW: FloatTensor, dB: FloatTensor): void {
     this.ops.ffiBackward(this.n, this.h(x), this.h(W), this.h(idx), this.h(dOut), this.h(dX), this.h(dW), this.h(dB));
+  }
+
+  ffiLossBackward(x: FloatTensor, W: FloatTensor, idx: IndexTensor, b: FloatTensor, labelPtr: IndexTensor, labelIds: IndexTensor,
+    dX: FloatTensor | null, dW: FloatTensor, dB: FloatTensor, options: LossOptions = {}): FloatTensor {
+    const { out, ...rest } = options;
+    const loss = out ?? this.tensor('float32', [1]);
+    this.ops.ffiLossBackward(this.n, this.h(x), this.h(W), this.h(idx), this.h(b), this.h(labelPtr), this.h(labelIds),
+      this.h(dX), this.h(dW), this.h(dB), this.h(loss), rest);
+    return loss;
   }
 
   sparseForward(x: FloatTensor, rowPtr: IndexTensor, col: IndexTensor, W: FloatTensor, b: FloatTensor, out: FloatTensor): void {

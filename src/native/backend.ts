@@ -131,6 +131,14 @@ export interface Backend {
   /** out[b,l] = b[l] + sum_j W[l,j] x[b, idx[l,j]]; W, idx [L,k]. */
   ffiForward(x: FloatTensor, W: FloatTensor, idx: IndexTensor, b: FloatTensor, out: FloatTensor): void;
   ffiBackward(x: FloatTensor, W: FloatTensor, idx: IndexTensor, dOut: FloatTensor, dX: FloatTensor | null, dW: FloatTensor, dB: FloatTensor): void;
+  /**
+   * The FFI output layer trained against its loss in one op, without the [B, L] scores: writes dW, dB, dX (null:
+   * skipped) exactly as ffiForward, lossForward (gradient) and ffiBackward would, and the loss value into
+   * `options.out` (a new [1] tensor when omitted), which it returns. The loss value may differ from lossForward's
+   * in the last bits (another summation order).
+   */
+  ffiLossBackward(x: FloatTensor, W: FloatTensor, idx: IndexTensor, b: FloatTensor, labelPtr: IndexTensor, labelIds: IndexTensor,
+    dX: FloatTensor | null, dW: FloatTensor, dB: FloatTensor, options?: LossOptions): FloatTensor;
 
   /** CSR by output row: rowPtr[L+1], col[nnz], W[nnz]; out[b,l] = b[l] + sum_e W[e] x[b, col[e]]. */
   sparseForward(x: FloatTensor, rowPtr: IndexTensor, col: IndexTensor, W: FloatTensor, b: FloatTensor, out: FloatTensor): void;
