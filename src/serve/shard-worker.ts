@@ -5,8 +5,8 @@
  * labels for the request's rows.
  *
  * Concurrent requests are micro-batched (MicroBatcher): their rows go into
- * one [B, F] input (B rounded up to a power of two, padded with zero rows, so
- * that the model's per-size buffers stay few) and one top-k pass with the
+ * one [B, F] input (B rounded up to a power of two of at least 16, padded
+ * with zero rows: the model's per-size buffers stay few, and see bucketRows) and one top-k pass with the
  * batch's largest k; each request gets its rows and its first k. A request
  * that has waited longer than its timeoutMs (the gateway gave up on it) is
  * dropped unanswered.
@@ -66,8 +66,16 @@ interface Queued {
   arrived: number;
 }
 
-/** Smallest power of two >= n. */
-const bucketRows = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+/**
+ * Rows of the input tensor for a batch of n rows: the smallest power of two
+ * >= max(n, 16). Padding to whole tiles of 16 rows keeps every row on the
+ * BLAS kernels' full-tile path, where a row's scores do not depend on the
+ * batch it is in: on the CPU backend (OpenBLAS) rows in a partial tile come
+ * out different in the last bits, and full tiles give the bits that `xmc
+ * predict` (batches of 512) gives.
+ */
+export const MIN_BATCH_ROWS = 16;
+const bucketRows = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(MIN_BATCH_ROWS, n)));
 
 export async function startShardWorker(options: ShardWorkerOptions): Promise<ShardWorker> {
   const { nc, shard } = options;
