@@ -36,7 +36,7 @@ run('serve - one host, workers in process', () => {
   };
   const shardRequests = async (): Promise<number> => {
     let n = 0;
-    for await (const s of await new Svcm(nc).client({ maxWait: 300 }).stats(SHARD_SERVICE)) {
+    for await (const s of await new Svcm(nc).client({ strategy: 'timer', maxWait: 300 }).stats(SHARD_SERVICE)) {
       if (s.metadata?.model === svc.model) n += (s.endpoints ?? []).reduce((a, e) => a + e.num_requests, 0);
     }
     return n;
@@ -160,7 +160,7 @@ run('serve - one host, workers in process', () => {
     expect(m).toMatch(/xmc_serve_shard_duration_seconds_count\{shard="1"\} \d+/);
     expect(m).toMatch(/xmc_serve_request_inputs_bucket/);
 
-    const client = new Svcm(nc).client({ maxWait: 300 });
+    const client = new Svcm(nc).client({ strategy: 'timer', maxWait: 300 });
     const infos = [];
     for await (const i of await client.info()) infos.push(i);
     const mine = infos.filter((i) => i.metadata?.model === svc.model);

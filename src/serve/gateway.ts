@@ -229,6 +229,7 @@ export class Gateway {
         void handle(msg);
       },
     });
+    await this.options.nc.flush();
     return this.service;
   }
 

@@ -182,6 +182,7 @@ export async function startShardWorker(options: ShardWorkerOptions): Promise<Sha
     statsHandler: async () => ({ ...stats, waiting: batcher.waiting, maxWaitMs: batchOptions.maxWaitMs, maxRows: batchOptions.maxRows }),
   });
   service.addEndpoint('predict', { subject: serveSubjects(options.model).shard(shard), handler: handle });
+  await nc.flush(); // the server has the subscription: the shard is reachable when this resolves
   log(`shard ${shard}/${run.model.shards}: labels [${model.labelStart}, ${model.labelEnd}) from ${source} on ${backend.kind}; `
     + `batches of at most ${batchOptions.maxRows} rows, waiting at most ${batchOptions.maxWaitMs} ms`);
 
