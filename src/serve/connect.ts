@@ -4,8 +4,7 @@
  *
  *   HTTP   --host beyond loopback needs an API token (Authorization: Bearer)
  *   NATS   a server beyond loopback needs a token or a user and password;
- *          the service's own nats-server (all-in-one) is loopback only
- *          unless given --nats-listen with credentials, which it enforces
+ *          the service's own nats-server (all-in-one) listens on loopback only
  */
 import { isIP } from 'node:net';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
