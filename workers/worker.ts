@@ -32,6 +32,7 @@ import type { Backend, FloatTensor } from '../src/native/backend.js';
 import { createDeviceBackend, type Device } from '../src/train/run.js';
 import { waitForConfig } from '../src/encoder/encoder.js';
 import { faultPoint } from '../src/distributed/fault.js';
+import { shardCheckpointPath } from '../src/distributed/paths.js';
 import { connectRun, ensureStream, logger, retrying } from '../src/distributed/nats.js';
 import {
   decodeBatch, decodeWorkerRequest, encode, isError, runSubjects,
@@ -66,8 +67,7 @@ export interface WorkerCheckpointMeta {
   savedAt: string;
 }
 
-export const shardCheckpointPath = (runDir: string, shard: number, best = false): string =>
-  join(resolve(runDir), 'shards', `shard-${shard}${best ? '.best' : ''}.ckpt`);
+export { shardCheckpointPath };
 
 /** Runs the worker until the coordinator says shutdown; resolves then. */
 export async function runWorker(options: WorkerOptions): Promise<void> {

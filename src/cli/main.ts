@@ -18,6 +18,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   demo: () => import('./commands/demo.js'),
   cluster: () => import('./commands/cluster.js'),
   status: () => import('./commands/status.js'),
+  serve: () => import('./commands/serve.js'),
 };
 
 function usage(): string {
@@ -34,6 +35,7 @@ function usage(): string {
     '  demo               the README quick start on the embedded default data',
     '  cluster ROLE       a process of a distributed run: nats, coordinator, encoder, worker',
     '  status RUN_DIR     progress of a distributed run: epochs, metrics, live workers',
+    '  serve              inference service: shard workers, gateway, HTTP POST /v1/predict',
     '',
     'run `xmc <command> --help` for a command\'s options',
   ].join('\n');

@@ -14,7 +14,7 @@ import { jetstream, jetstreamManager, RetentionPolicy, StorageType, DiscardPolic
 import type { RunSubjects } from './protocol.js';
 
 /** The repository root (dist/src/distributed -> root, or src/distributed -> root). */
-function repoRoot(): string {
+export function repoRoot(): string {
   const here = dirname(fileURLToPath(import.meta.url));
   const up = here.includes(`${'/'}dist${'/'}`) ? '../../..' : '../..';
   return resolve(here, up);

@@ -1,0 +1,163 @@
+#!/usr/bin/env node
+// Throughput and latency of the inference service: starts `xmc serve` (a
+// child process: nats-server, one worker per shard, the gateway) and drives
+// POST /v1/predict with autocannon, single-input requests from several
+// connections; prints requests/s, p50 and p99 latency, and the bar.
+//
+//   npm run bench:serve [-- --preset bibtex|A670K-FFI32-64k] [--run DIR] [--shards S]
+//                       [--device cpu|cuda|auto] [--threads T] [--gpus G] [--in-process]
+//                       [--connections C] [--duration S] [--epochs N]
+//                       [--max-wait-ms MS] [--max-batch-rows N] [--keep DIR]
+//
+// Models:
+//   --run DIR          a trained run (inputs: random dense vectors, or bibtex test rows when F = 1836)
+//   bibtex (default)   dense-ffi, H 512, fan-in 32, trained here for --epochs (3) on
+//                      ../shared/data/bibtex_train.txt (CPU); inputs: bibtex test rows (sparse)
+//   A670K-FFI32-64k    768 -> 65536 ReLU -> FFI 32 -> 670,091 labels in --shards (2) shards,
+//                      UNTRAINED: random weights of the paper's shape, for the throughput
+//                      figure only (the scores mean nothing); inputs: random dense vectors
+// Bars (docs/SERVING.md): bibtex on CPU >= 500 requests/s with p99 <= 20 ms;
+// A670K-FFI32-64k in 2 shards on a GPU host >= 5,000 requests/s with p99 <= 15 ms.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const dist = (...p) => join(root, 'dist', ...p);
+if (!existsSync(dist('src', 'serve', 'service.js'))) {
+  console.error('bench/serve: dist/ is missing: build first (npm run build:ts)');
+  process.exit(2);
+}
+
+function arg(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? fallback : process.argv[i + 1];
+}
+const flag = (name) => process.argv.includes(`--${name}`);
+const preset = arg('preset', 'bibtex');
+const device = arg('device', 'auto');
+const threads = arg('threads');
+const connections = Number(arg('connections', '8'));
+const duration = Number(arg('duration', '10'));
+const keep = arg('keep');
+const work = keep ? resolve(keep) : mkdtempSync(join(tmpdir(), 'xmc-bench-serve-'));
+mkdirSync(work, { recursive: true });
+
+let runDir = arg('run') ? resolve(arg('run')) : null;
+let untrained = false;
+let bar = null;
+const dataDir = resolve(root, '..', 'shared', 'data');
+
+if (!runDir && preset === 'bibtex') {
+  const train = join(dataDir, 'bibtex_train.txt');
+  if (!existsSync(train)) { console.error(`bench/serve: ${train} is missing`); process.exit(2); }
+  runDir = join(work, 'bibtex');
+  if (!existsSync(join(runDir, 'checkpoint-best.ckpt'))) {
+    const { runTraining, createDeviceBackend } = await import(dist('src', 'train', 'run.js'));
+    rmSync(runDir, { recursive: true, force: true });
+    const t0 = performance.now();
+    const r = await runTraining({
+      train, test: join(dataDir, 'bibtex_test.txt'), out: runDir, backend: createDeviceBackend('cpu', threads ? Number(threads) : undefined),
+      options: { setup: 'dense-ffi', intermediate: 512, fanIn: 32, shards: Number(arg('shards', '1')), epochs: Number(arg('epochs', '3')), seed: 1 },
+      reporter: { message() {}, step() {}, epochEnd() {} },
+    });
+    r.model.dispose();
+    console.log(`trained bibtex dense-ffi (H 512, fan-in 32) for ${arg('epochs', '3')} epochs in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${runDir}`);
+  }
+  bar = { rps: 500, p99: 20, what: 'bibtex on CPU' };
+} else if (!runDir && preset === 'A670K-FFI32-64k') {
+  runDir = join(work, 'a670k');
+  untrained = true;
+  if (!existsSync(join(runDir, 'checkpoint-best.ckpt'))) {
+    const { createBackend } = await import(dist('src', 'native', 'backend.js'));
+    const { Model } = await import(dist('src', 'model', 'model.js'));
+    const { writeCheckpoint } = await import(dist('src', 'model', 'checkpoint.js'));
+    const { describeModel } = await import(dist('src', 'model', 'config.js'));
+    const config = { setup: 'dense-ffi', inputDim: 768, numLabels: 670091, intermediate: 65536, fanIn: 32, shards: Number(arg('shards', '2')), seed: 1 };
+    const t0 = performance.now();
+    const backend = createBackend('cpu', threads ? { threads: Number(threads) } : {});
+    const model = new Model(backend, config, true);
+    mkdirSync(runDir, { recursive: true });
+    await writeCheckpoint(join(runDir, 'checkpoint-best.ckpt'), { kind: 'best', config: { model: config }, untrained: true }, model.sections(false));
+    writeFileSync(join(runDir, 'config.json'), JSON.stringify({ description: describeModel(config), config: { model: config }, untrained: true }, null, 2) + '\n');
+    model.dispose();
+    console.log(`built an UNTRAINED A670K-FFI32-64k model (random weights, ${config.shards} shards) in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${runDir}`);
+  }
+  bar = { rps: 5000, p99: 15, what: 'A670K-FFI32-64k in 2 shards on a GPU host' };
+} else if (!runDir) {
+  console.error(`bench/serve: unknown preset ${preset} (bibtex, A670K-FFI32-64k) and no --run`);
+  process.exit(2);
+}
+
+const { readServedRun } = await import(dist('src', 'serve', 'load.js'));
+const served = readServedRun(runDir);
+const F = served.model.inputDim;
+
+// Request bodies: single inputs.
+const bodies = [];
+if (F === 1836 && existsSync(join(dataDir, 'bibtex_test.txt'))) {
+  const { loadDataset } = await import(dist('src', 'data', 'load.js'));
+  const t = (await loadDataset(join(dataDir, 'bibtex_test.txt'))).features;
+  for (let r = 0; r < Math.min(t.rows, 1000); r++) {
+    const s = t.indptr[r], e = t.indptr[r + 1];
+    bodies.push(JSON.stringify({ inputs: [{ indices: Array.from(t.indices.subarray(s, e)), values: Array.from(t.values.subarray(s, e)) }], k: 5 }));
+  }
+} else {
+  let seed = 7;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+  for (let i = 0; i < 256; i++) bodies.push(JSON.stringify({ inputs: [Array.from({ length: F }, () => Number(rand().toFixed(4)))], k: 5 }));
+}
+
+// The service.
+const serveArgs = ['serve', '--run', runDir, '--port', '0', '--device', device, '--max-inputs', '1'];
+for (const o of ['threads', 'gpus', 'max-wait-ms', 'max-batch-rows']) if (arg(o) !== undefined) serveArgs.push(`--${o}`, arg(o));
+if (flag('in-process')) serveArgs.push('--in-process');
+const child = spawn(process.execPath, [join(root, 'bin', 'xmc.js'), ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+let out = '';
+child.stdout.on('data', (d) => { out += d; });
+const url = await new Promise((ok, fail) => {
+  const timer = setInterval(() => {
+    const m = /listening on (http:\S+)/.exec(out);
+    if (m) { clearInterval(timer); ok(m[1]); }
+    if (child.exitCode !== null) { clearInterval(timer); fail(new Error(`xmc serve exited with ${child.exitCode}`)); }
+  }, 50);
+});
+console.log(`service: ${url} (${served.model.shards} shard(s), ${F} features, ${served.model.numLabels} labels, device ${device}${flag('in-process') ? ', workers in process' : ', worker processes'})`);
+
+function drive(seconds) {
+  let i = 0;
+  return autocannon({
+    url: `${url}/v1/predict`, connections, duration: seconds, method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    requests: [{ setupRequest: (req) => ({ ...req, body: bodies[i++ % bodies.length] }) }],
+  });
+}
+
+let code = 0;
+try {
+  await drive(2); // warm-up: buffers of every batch size, JIT
+  const r = await drive(duration);
+  const rps = r.requests.average;
+  const p50 = r.latency.p50;
+  const p99 = r.latency.p99;
+  console.log(`autocannon: ${connections} connections, ${duration} s, single-input requests (k 5)`);
+  console.log(`requests/s ${rps.toFixed(0)}  p50 ${p50} ms  p99 ${p99} ms  (${r.requests.total} requests, ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts)`);
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  const batch = /xmc_serve_batch_rows_sum\{shard="0"\} (\S+)\n.*xmc_serve_batch_rows_count\{shard="0"\} (\S+)/s.exec(metrics);
+  if (batch) console.log(`mean worker batch (rows of the batch answering a request, shard 0): ${(Number(batch[1]) / Number(batch[2])).toFixed(1)}`);
+  if (untrained) console.log('note: the model is UNTRAINED (random weights of the preset\'s shape): a throughput figure, not an accuracy one');
+  if (bar && !arg('run')) {
+    const pass = rps >= bar.rps && p99 <= bar.p99 && r.non2xx === 0 && r.errors === 0;
+    console.log(`bar (${bar.what}): >= ${bar.rps} requests/s with p99 <= ${bar.p99} ms: ${pass ? 'PASS' : 'FAIL'}`);
+    if (!pass) code = 1;
+  }
+} finally {
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGINT');
+  await exited;
+  if (!keep) rmSync(work, { recursive: true, force: true });
+}
+process.exit(code);

@@ -1,0 +1,146 @@
+/**
+ * `xmc serve` as a user runs it: the all-in-one command with its shard
+ * workers as child processes (a killed worker is restarted and rejoins), a
+ * distributed run's shard checkpoints, the refusal to bind beyond loopback
+ * without a token; and the micro-batcher on its own.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CsrMatrix } from '../src/data/types.js';
+import { shardCheckpointPath } from '../src/distributed/paths.js';
+import { writeCheckpoint } from '../src/model/checkpoint.js';
+import { createBackend } from '../src/native/backend.js';
+import { loadRunModel } from '../src/train/run.js';
+import { MicroBatcher } from '../src/serve/batcher.js';
+import { loadServedShard } from '../src/serve/load.js';
+import { ensureBuilt, haveNats, root, until } from './dist-helpers.js';
+import { bibtexTest, dataDir, f32, haveBibtex, sparseInput, trainBibtex, xmcPredict, type Predicted } from './serve-helpers.js';
+
+describe('serve - micro-batcher', () => {
+  it('serve - batches concurrent requests up to maxRows, waits at most maxWaitMs, answers in order', async () => {
+    const batches: number[][] = [];
+    const b = new MicroBatcher<number, number>(async (items) => {
+      batches.push([...items]);
+      await new Promise((r) => setTimeout(r, 5));
+      return items.map((i) => i * 10);
+    }, { maxWaitMs: 2, maxRows: 4 }, () => 1);
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => b.submit(i)));
+    expect(answers).toEqual(Array.from({ length: 10 }, (_, i) => i * 10));
+    expect(batches).toEqual([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]);
+    const t0 = performance.now();
+    expect(await b.submit(42)).toBe(420);
+    expect(performance.now() - t0).toBeLessThan(50);
+    const failing = new MicroBatcher<number, number>(async () => { throw new Error('boom'); }, { maxWaitMs: 0, maxRows: 8 }, () => 1);
+    await expect(Promise.all([failing.submit(1), failing.submit(2)])).rejects.toThrow('boom');
+    b.close();
+    await expect(b.submit(1)).rejects.toThrow(/closed/);
+  });
+});
+
+const run = describe.skipIf(!haveNats || !haveBibtex);
+
+run('serve - the xmc serve command', () => {
+  let dir: string;
+  let runDir: string;
+  let test: CsrMatrix;
+  let expected: Predicted[];
+  let child: ChildProcess | null = null;
+
+  beforeAll(async () => {
+    ensureBuilt();
+    dir = mkdtempSync(join(tmpdir(), 'xmc-serve-cli-'));
+    runDir = join(dir, 'run');
+    await trainBibtex(runDir);
+    test = await bibtexTest();
+    expected = xmcPredict(['--run', runDir, '--data', join(dataDir, 'bibtex_test.txt'), '--k', '5', '--out', join(dir, 'pred.txt')]).slice(0, 16);
+  });
+
+  afterAll(() => {
+    if (child && child.exitCode === null) child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serve - a distributed run\'s shard checkpoints load as the same shards', async () => {
+    const backend = createBackend('cpu', { threads: 1 });
+    const { model, config } = await loadRunModel(backend, runDir);
+    const dist = join(dir, 'dist-run');
+    mkdirSync(join(dist, 'shards'), { recursive: true });
+    const cfg = JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8'));
+    writeFileSync(join(dist, 'config.json'), JSON.stringify({ ...cfg, distributed: { runId: 'dist-run', workers: 2 } }));
+    for (const s of model.shards) await writeCheckpoint(shardCheckpointPath(dist, s.index, true), { kind: 'worker' }, [s.section(false)]);
+    const x = backend.fromArray(new Float32Array(16 * config.model.inputDim).map((_, i) => Math.sin(i)), [16, config.model.inputDim]);
+    for (const shard of [0, 1]) {
+      const fromDist = await loadServedShard(backend, dist, shard);
+      const fromSingle = await loadServedShard(backend, runDir, shard);
+      expect(fromDist.run.kind).toBe('distributed');
+      expect(fromDist.source).toBe(shardCheckpointPath(dist, shard, true));
+      expect(fromSingle.run.kind).toBe('single');
+      const [a, b, c] = await Promise.all([fromDist.model.topK(x, 5), fromSingle.model.topK(x, 5), model.shards[shard].topK(x, 5)]);
+      expect(a.labels).toEqual(c.labels);
+      expect(b.labels).toEqual(c.labels);
+      expect(a.scores).toEqual(c.scores);
+      fromDist.model.dispose();
+      fromSingle.model.dispose();
+    }
+    await expect(loadServedShard(backend, dist, 2)).rejects.toThrow(/--shard: 2 is out of range: the run has 2 shards/);
+    x.dispose();
+    model.dispose();
+  });
+
+  it('serve - refuses a bind beyond loopback without a token', () => {
+    const r = spawnSync(process.execPath, [join(root, 'bin', 'xmc.js'), 'serve', '--run', runDir, '--host', '0.0.0.0'], { encoding: 'utf8', env: { ...process.env, XMC_SERVE_TOKEN: '' } });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/option --host: 0\.0\.0\.0 is beyond loopback: give an API token/);
+    const n = spawnSync(process.execPath, [join(root, 'bin', 'xmc.js'), 'serve', 'worker', '--run', runDir, '--shard', '0', '--nats', 'nats://10.1.2.3:4222'], { encoding: 'utf8', env: { ...process.env, XMC_NATS_TOKEN: '' } });
+    expect(n.status).toBe(2);
+    expect(n.stderr).toMatch(/nats:\/\/10\.1\.2\.3:4222 is beyond loopback: give --nats-token/);
+  });
+
+  it('serve - all-in-one: answers equal xmc predict; a killed worker is restarted and rejoins', async () => {
+    child = spawn(process.execPath, [join(root, 'bin', 'xmc.js'), 'serve', '--run', runDir, '--port', '0', '--device', 'cpu', '--threads', '1', '--timeout-ms', '3000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d) => { out += d; });
+    child.stderr!.on('data', (d) => { err += d; });
+    await until('the service to listen', () => /listening on (http:\S+)/.test(out) || child!.exitCode !== null, 60_000);
+    const url = /listening on (http:\S+)/.exec(out)?.[1];
+    expect(url, err).toBeDefined();
+    const predict = async (rows: number[], extra: object = {}) => {
+      const res = await fetch(`${url}/v1/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: rows.map((r) => sparseInput(test, r)), k: 5, ...extra }) });
+      return { status: res.status, body: await res.json() as { predictions: Predicted[]; shards?: number[]; message?: string } };
+    };
+    const answers = await Promise.all(Array.from({ length: 16 }, (_, r) => predict([r])));
+    answers.forEach((a, r) => {
+      expect(a.status).toBe(200);
+      expect(a.body.predictions[0].labels).toEqual(expected[r].labels);
+      expect(f32(a.body.predictions[0].scores)).toEqual(f32(expected[r].scores));
+    });
+
+    const health = await (await fetch(`${url}/healthz`)).json() as { shards: { shard: number; pid: number }[] };
+    const pid = health.shards[1].pid;
+    expect(pid).not.toBe(child.pid);
+    process.kill(pid, 'SIGKILL');
+    await until('shard 1 to be reported missing', () => /shard 1 worker exited/.test(err), 10_000);
+    const down = await predict([0]);
+    expect(down.status).toBe(503);
+    expect(down.body.shards).toEqual([1]);
+    let back = false;
+    const deadline = Date.now() + 60_000;
+    while (!back && Date.now() < deadline) {
+      const h = await fetch(`${url}/healthz`);
+      back = h.status === 200;
+      if (!back) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(back).toBe(true);
+    const again = await predict([0, 1]);
+    expect(again.status).toBe(200);
+    expect(again.body.predictions.map((p) => p.labels)).toEqual([expected[0].labels, expected[1].labels]);
+
+    const exited = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+  });
+});
