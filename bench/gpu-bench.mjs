@@ -38,15 +38,34 @@ const opt = (name, fallback) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : fallback;
 };
+// Presets of the issue: the label count and intermediate size of the model ('dense-670k' is a
+// dense 768 -> 670,091 head trained with BCE, the same op sequence as the PyTorch dense head).
+const PRESETS = {
+  'A670K-FFI32-64k': { labels: 670_091, hidden: 65_536, fanin: 32 },
+  'W500K-FFI32-64k': { labels: 501_070, hidden: 65_536, fanin: 32 },
+  'A3M-FFI32-131k': { labels: 2_812_281, hidden: 131_072, fanin: 32 },
+  'dense-670k': { labels: 670_091, hidden: 0, fanin: 0 },
+};
+const presetName = opt('preset', 'A670K-FFI32-64k');
+const preset = PRESETS[presetName];
+if (!preset) throw new Error(`--preset must be one of ${Object.keys(PRESETS).join(', ')}, got ${presetName}`);
+const sizeOf = (text) => {
+  const m = /^([0-9.]+)(GiB|MiB)?$/.exec(text ?? '');
+  if (!m) throw new Error(`--memory-limit must look like 4GiB or 512MiB, got ${text}`);
+  return Math.floor(Number(m[1]) * (m[2] === 'GiB' ? 2 ** 30 : m[2] === 'MiB' ? 2 ** 20 : 1));
+};
+const memoryLimit = opt('memory-limit', null) === null ? undefined : sizeOf(opt('memory-limit'));
 const cfg = {
+  preset: presetName,
+  memoryLimit,
   batches: opt('batch', '128,32').split(',').map(Number),
   steps: Number(opt('steps', '40')),
   warmup: 5,
   trainSteps: Number(opt('train-steps', '500')),
   input: Number(opt('input', '768')),
-  hidden: Number(opt('hidden', '65536')),
-  labels: Number(opt('labels', '670091')),
-  fanin: Number(opt('fanin', '32')),
+  hidden: Number(opt('hidden', String(preset.hidden))),
+  labels: Number(opt('labels', String(preset.labels))),
+  fanin: Number(opt('fanin', String(preset.fanin))),
   labelsPerRow: 5,
   rewireFraction: 0.1,
   rewireInterval: 1000,
@@ -101,7 +120,9 @@ const batchesHost = new Map(cfg.batches.map((B) => [B, Array.from({ length: 4 },
   for (let i = 0; i < x.length; i++) x[i] = normal() / Math.sqrt(D);
   return { x, ptr, ids };
 })]));
-console.log(`model A670K-FFI32-64k: ${D} -> ${H} ReLU -> FFI k=${K} -> ${L} labels (host data in ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+console.log(presetName === 'dense-670k'
+  ? `model ${presetName}: dense ${D} -> ${L} labels, BCE (host data in ${((performance.now() - t0) / 1000).toFixed(1)} s)`
+  : `model ${presetName}: ${D} -> ${H} ReLU -> FFI k=${K} -> ${L} labels (host data in ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
 
 async function loadModel(be) {
   const param = (data, shape) => {
@@ -274,8 +295,45 @@ function disposeModel(model) {
   model.idx.dispose();
 }
 
-await benchBackend(createBackend('cuda'), 'fp32', cfg.batches);
-if (!args.includes('--no-tf32')) await benchBackend(createBackend('cuda', { tf32: true }), 'tf32', [cfg.batches[0]]);
+/** Our dense head: denseForward, lossForward (BCE, gradient in place), denseBackward, adam x2: the PyTorch dense head's steps. */
+async function benchDense(be, label, batches) {
+  const info = be.info();
+  results.device = info;
+  console.log(`\n[${label}] device: ${info.name}, cuBLAS ${info.cublas}, TF32 ${info.tf32}`);
+  const W = floats(L * D, Math.sqrt(6 / (D + L)));
+  for (const B of batches) {
+    const param = (data, shape) => ({ p: be.fromArray(data, shape), g: be.tensor('float32', shape), m: be.tensor('float32', shape), v: be.tensor('float32', shape) });
+    const Wp = param(W, [L, D]), bp = param(new Float32Array(L), [L]);
+    for (const q of [Wp, bp]) { be.fill(q.m, 0); be.fill(q.v, 0); }
+    const x = be.tensor('float32', [B, D]), scores = be.tensor('float32', [B, L]), lossT = be.tensor('float32', [1]);
+    const pool = batchesHost.get(B).map((q) => ({ x: q.x, ptr: be.fromArray(q.ptr), ids: be.fromArray(q.ids) }));
+    let t = 0;
+    const ops = {
+      write: (batch) => x.write(batch.x),
+      denseForward: () => be.denseForward(x, Wp.p, bp.p, scores),
+      lossForward: (batch) => be.lossForward(scores, batch.ptr, batch.ids, scores, { kind: 'bce', out: lossT }),
+      denseBackward: () => be.denseBackward(x, Wp.p, scores, null, Wp.g, bp.g),
+      adam: () => { for (const q of [Wp, bp]) be.adam(q.p, q.g, q.m, q.v, { lr: 1e-3, step: t }); },
+    };
+    const st = {
+      model: { b2: bp },
+      step: () => { t++; const batch = pool[t % pool.length]; for (const f of Object.values(ops)) f(batch); return lossT.read(); },
+    };
+    const r = await timeTraining(be, st, B, cfg.warmup);
+    const row = { variant: label, phase: 'after 5 steps', activeLabels: r.active, batch: B, msPerStep: r.msStep, meanMsPerStep: r.meanMs,
+      samplesPerSecond: (1000 * B) / r.msStep, rewireMs: 0, msPerStepWithRewire: r.msStep, samplesPerSecondWithRewire: (1000 * B) / r.msStep, peakBytes: r.peak, lastLoss: r.loss };
+    results.train.push(row);
+    console.log(`train [${label} dense head] B=${B}: median ${r.msStep.toFixed(3)} ms/step, ${row.samplesPerSecond.toFixed(0)} samples/s; peak GPU memory (allocator) ${mib(r.peak)} MiB`);
+    for (const q of [Wp, bp]) for (const tt of [q.p, q.g, q.m, q.v]) tt.dispose();
+    for (const q of [x, scores, lossT]) q.dispose();
+  }
+}
+
+const cudaOptions = memoryLimit === undefined ? {} : { memoryLimit };
+if (memoryLimit !== undefined) console.log(`GPU memory limit (allocator): ${mib(memoryLimit)} MiB`);
+const runBackend = presetName === 'dense-670k' ? benchDense : benchBackend;
+await runBackend(createBackend('cuda', cudaOptions), 'fp32', cfg.batches);
+if (!args.includes('--no-tf32')) await runBackend(createBackend('cuda', { ...cudaOptions, tf32: true }), 'tf32', [cfg.batches[0]]);
 
 // --- PyTorch references ---------------------------------------------------------
 if (!args.includes('--no-torch')) {

@@ -3,7 +3,7 @@
 #   1. environment (nvidia-smi, nvcc, torch)
 #   2. build the addon there with the host's full CUDA toolkit (cuBLAS) into
 #      build-gpu/; if that fails, keep the build carried from the dev machine
-#   3. the CUDA tests (npx vitest run test/cuda-)
+#   3. the GPU tests (npx vitest run test/cuda- test/train-memory-limit)
 #   4. compute-sanitizer memcheck on a small run of every op (bench/gpu-sanity.mjs)
 #   5. the benchmark (bench/gpu-bench.mjs), with the PyTorch references
 # Logs go to $OUT (the device tool brings them back); the end of stdout is a summary.
@@ -44,7 +44,7 @@ export XMC_NATIVE_ADDON=$addon
 note "addon: $addon: $(node -e 'const a = require(process.env.XMC_NATIVE_ADDON); console.log(JSON.stringify(a.backendInfo().cuda))' 2>&1)"
 
 t0=$(date +%s)
-timeout 170 npx vitest run test/cuda- > "$OUT/tests.log" 2>&1
+timeout 170 npx vitest run test/cuda- test/train-memory-limit > "$OUT/tests.log" 2>&1
 note "tests (exit $?, $(( $(date +%s) - t0 )) s): $(sed 's/\x1b\[[0-9;]*m//g' "$OUT/tests.log" | grep -E 'Tests +[0-9]' | tr -s ' ')"
 grep -E '✗|×|FAIL|AssertionError|Error:' "$OUT/tests.log" | sed 's/\x1b\[[0-9;]*m//g' | head -40
 

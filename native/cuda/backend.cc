@@ -56,6 +56,9 @@ Allocator::~Allocator() {
 void* Allocator::allocate(size_t bytes, cudaStream_t stream, const char* op) {
   if (bytes == 0) return nullptr;
   const size_t rounded = round_up_64(bytes);
+  if (limit_ > 0 && current_.load() + static_cast<int64_t>(rounded) > limit_)
+    throw DeviceOutOfMemory(std::string(op) + ": allocating " + std::to_string(bytes) + " bytes would pass the GPU memory limit of " +
+                            std::to_string(limit_) + " bytes (" + std::to_string(current_.load()) + " in use)");
   void* p = nullptr;
   cudaError_t err = cudaMallocFromPoolAsync(&p, rounded, pool_, stream);
   if (err == cudaErrorMemoryAllocation) {  // give the pool's cached blocks back and try once more
@@ -492,6 +495,7 @@ class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
     Napi::Env env = info.Env();
     int ordinal = 0;
     bool tf32 = false;
+    int64_t memory_limit = 0;
     if (info.Length() > 0 && info[0].IsObject()) {
       Napi::Object o = info[0].As<Napi::Object>();
       Napi::Value d = o.Get("device");
@@ -509,9 +513,18 @@ class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
         if (!t.IsBoolean()) throw Napi::TypeError::New(env, "CudaBackend: option tf32 must be a boolean");
         tf32 = t.As<Napi::Boolean>().Value();
       }
+      Napi::Value m = o.Get("memoryLimit");
+      if (!m.IsUndefined()) {
+        const double x = m.IsNumber() ? m.As<Napi::Number>().DoubleValue() : -1;
+        if (!(x >= 1 && x <= 9007199254740991.0 && x == std::floor(x)))
+          throw Napi::RangeError::New(env, "CudaBackend: option memoryLimit must be a whole number of bytes >= 1, got " +
+                                               m.ToString().Utf8Value());
+        memory_limit = static_cast<int64_t>(x);
+      }
     }
     try {
       device_ = std::make_shared<CudaDevice>(env, ordinal, tf32);
+      device_->allocator().set_limit(memory_limit);
     } catch (const Napi::Error&) {
       throw;
     } catch (const std::exception& e) {
@@ -537,11 +550,16 @@ class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
   Tensor allocate(Napi::Env env, DType dtype, std::vector<int64_t> shape, const char* where) {
     try {
       return device_->allocate(dtype, shape, where);
-    } catch (const DeviceOutOfMemory&) {
+    } catch (const DeviceOutOfMemory& e) {
       int64_t n = 1;
       for (int64_t d : shape) n *= d;
+      const int64_t limit = device_->allocator().limit();
+      const std::string why = limit > 0 && std::string(e.what()).find("limit") != std::string::npos
+                                  ? ": it would pass the GPU memory limit of " + std::to_string(limit) + " bytes (" +
+                                        std::to_string(device_->allocator().current_bytes()) + " in use)"
+                                  : "";
       throw Napi::RangeError::New(env, "out of GPU memory allocating a " + std::string(dtype_name(dtype)) + " tensor of shape " +
-                                           shape_string(shape) + " (" + std::to_string(n * 4) + " bytes)");
+                                           shape_string(shape) + " (" + std::to_string(n * 4) + " bytes)" + why);
     }
   }
 
@@ -623,6 +641,7 @@ class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
     o.Set("computeCapability", std::to_string(major) + "." + std::to_string(minor));
     o.Set("cublas", have_cublas());
     o.Set("tf32", device_->tf32());
+    o.Set("memoryLimit", static_cast<double>(device_->allocator().limit()));
     return o;
   }
 

@@ -79,9 +79,14 @@ class Allocator {
   int64_t peak_bytes() const { return peak_.load(); }
   int64_t live_allocations() const { return live_.load(); }
   void reset_peak() { peak_.store(current_.load()); }
+  // At most `bytes` allocated at once (0: no limit): an allocation that would pass it throws
+  // DeviceOutOfMemory naming the limit, so a run under a limit never exceeds it.
+  void set_limit(int64_t bytes) { limit_ = bytes; }
+  int64_t limit() const { return limit_; }
 
  private:
   int device_;
+  int64_t limit_ = 0;
   cudaMemPool_t pool_ = nullptr;
   std::atomic<int64_t> current_{0}, peak_{0}, live_{0};
 };

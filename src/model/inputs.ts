@@ -50,6 +50,7 @@ export class InputWriter {
     const F = this.inputDim;
     let entry = this.tensors.get(B);
     if (!entry) {
+      this.dispose(); // one batch size at a time (queued ops keep their own references)
       entry = { tensor: this.backend.tensor('float32', [B, F]), host: new Float32Array(B * F) };
       this.tensors.set(B, entry);
     }

@@ -48,6 +48,8 @@ export class Model {
       const B = x.shape[0];
       let xd = this.dropped.get(B);
       if (!xd) {
+        for (const old of this.dropped.values()) old.dispose(); // one batch size at a time
+        this.dropped.clear();
         xd = this.backend.tensor('float32', [B, this.config.inputDim]);
         this.dropped.set(B, xd);
       }

@@ -196,6 +196,10 @@ export class ShardModel {
   private trainWorkspace(B: number): TrainWorkspace {
     let ws = this.trainWs.get(B);
     if (!ws) {
+      // One size at a time (an epoch's last batch is smaller): the peak is the largest, not the sum.
+      // Disposing is safe while queued ops still use the buffers (they hold their own references).
+      for (const old of this.trainWs.values()) for (const t of [old.h, old.dh, old.out]) t?.dispose();
+      this.trainWs.clear();
       const H = this.plan.intermediate?.outputDim ?? 0;
       ws = {
         h: H ? this.backend.tensor('float32', [B, H]) : null,
@@ -210,6 +214,8 @@ export class ShardModel {
   private evalWorkspace(B: number): FloatTensor {
     let h = this.evalWs.get(B);
     if (!h) {
+      for (const old of this.evalWs.values()) old.dispose();
+      this.evalWs.clear();
       h = this.backend.tensor('float32', [B, this.plan.intermediate?.outputDim ?? 0]);
       this.evalWs.set(B, h);
     }

@@ -175,6 +175,11 @@ export interface BackendOptions {
   device?: number;
   /** Let cuBLAS use TF32 tensor cores for dense products (CUDA backend; ~1e-3 relative error). Default false. */
   tf32?: boolean;
+  /**
+   * Bytes of GPU memory the backend may hold at once (CUDA backend): an allocation past it fails with a
+   * RangeError naming the limit instead of growing. Default: no limit.
+   */
+  memoryLimit?: number;
 }
 
 /**

@@ -35,6 +35,8 @@ export interface CudaDeviceInfo {
   cublas: boolean;
   /** cuBLAS allowed to use TF32 tensor cores for float32 products. */
   tf32: boolean;
+  /** Bytes the backend's allocator may hold at once (0: no limit). */
+  memoryLimit: number;
 }
 
 /** The addon's backend object (class CudaBackend in native/cuda/backend.cc). */
@@ -44,7 +46,7 @@ interface NativeCudaBackend extends NativeBackendObject {
 }
 
 interface CudaAddon {
-  CudaBackend: new (options: { device?: number; tf32?: boolean }) => NativeCudaBackend;
+  CudaBackend: new (options: { device?: number; tf32?: boolean; memoryLimit?: number }) => NativeCudaBackend;
   cuda: NativeOps;
 }
 
@@ -77,9 +79,10 @@ function openDevice(options: CudaBackendOptions): { n: NativeCudaBackend; ops: N
   const reason = cudaUnavailableReason();
   if (reason !== null) throw new CudaUnavailableError(`CUDA backend unavailable: ${reason}`);
   const addon = native() as unknown as CudaAddon;
-  const opts: { device?: number; tf32?: boolean } = {};
+  const opts: { device?: number; tf32?: boolean; memoryLimit?: number } = {};
   if (options.device !== undefined) opts.device = options.device;
   if (options.tf32 !== undefined) opts.tf32 = options.tf32;
+  if (options.memoryLimit !== undefined) opts.memoryLimit = options.memoryLimit;
   try {
     return { n: new addon.CudaBackend(opts), ops: addon.cuda };
   } catch (err) {

@@ -13,14 +13,18 @@ import { createBackend, type Backend } from '../native/backend.js';
 import { readCheckpoint, type Checkpoint } from '../model/checkpoint.js';
 import { Model } from '../model/model.js';
 import { resolveTrainConfig, type TrainConfig, type TrainOptions } from './config.js';
+import { checkGpuMemoryLimit } from './memory-limit.js';
 import type { TrainReporter } from './progress.js';
 import { RUN_FILES, train, type DataSpecs, type RunCheckpointMeta, type TrainResult } from './trainer.js';
 
 export type Device = 'cpu' | 'cuda' | 'auto';
 
 /** The backend for `--device`: cuda fails with CudaUnavailableError where it cannot run; auto falls back to cpu. */
-export function createDeviceBackend(device: Device, threads?: number): Backend {
-  const options = threads === undefined ? {} : { threads };
+export function createDeviceBackend(device: Device, threads?: number, gpuMemoryLimit?: number): Backend {
+  if (gpuMemoryLimit !== undefined && device === 'cpu') {
+    throw new OptionError('--gpu-memory-limit', 'applies to the CUDA backend, and --device cpu was given');
+  }
+  const options = { ...(threads === undefined ? {} : { threads }), ...(gpuMemoryLimit === undefined ? {} : { memoryLimit: gpuMemoryLimit }) };
   if (device === 'cpu') return createBackend('cpu', options);
   if (device === 'cuda') return createBackend('cuda', options);
   try {
@@ -43,6 +47,8 @@ export interface RunOptions {
   /** the options the caller set explicitly; the rest take the defaults (or, resuming, the run's values) */
   options?: TrainOptions;
   reporter?: TrainReporter;
+  /** bytes of GPU memory the run may use (CUDA backend): checked before anything is allocated, enforced by the allocator */
+  gpuMemoryLimit?: number;
   /** use this backend instead of creating one from device/threads */
   backend?: Backend;
 }
@@ -99,7 +105,7 @@ export async function runTraining(run: RunOptions): Promise<TrainResult> {
     throw new OptionError('--out', `${outDir} already holds a run (${RUN_FILES.last}): pass --resume to continue it, or choose another directory`);
   }
 
-  const backend = run.backend ?? createDeviceBackend(run.device ?? 'auto', run.threads);
+  const backend = run.backend ?? createDeviceBackend(run.device ?? 'auto', run.threads, run.gpuMemoryLimit);
   const trainSpec = run.train ?? resumeFrom?.meta.data?.train;
   const testSpec = run.test ?? resumeFrom?.meta.data?.test;
   if (trainSpec === undefined) throw new OptionError('--train', 'is required');
@@ -121,8 +127,17 @@ export async function runTraining(run: RunOptions): Promise<TrainResult> {
     config = resolveTrainConfig(options, dims);
   }
 
+  let gpuMemory: { limit: number; needed: number } | undefined;
+  if (run.gpuMemoryLimit !== undefined) {
+    if (backend.kind === 'cuda') {
+      gpuMemory = { limit: run.gpuMemoryLimit, needed: checkGpuMemoryLimit(config, run.gpuMemoryLimit).total };
+    } else {
+      run.reporter?.message('--gpu-memory-limit is ignored: no GPU is in use (--device auto chose the CPU backend)');
+    }
+  }
+
   await mkdir(outDir, { recursive: true });
-  return train(config, { train: trainSet, test: testSet }, { backend, outDir, dataSpecs, resumeFrom, reporter: run.reporter });
+  return train(config, { train: trainSet, test: testSet }, { backend, outDir, dataSpecs, resumeFrom, reporter: run.reporter, gpuMemory });
 }
 
 /** The model of a run directory: the best epoch's weights (or the last checkpoint's when there is no best yet). */

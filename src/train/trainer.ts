@@ -97,6 +97,8 @@ export interface TrainEnv {
   /** continue from this `last` checkpoint */
   resumeFrom?: Checkpoint<RunCheckpointMeta>;
   reporter?: TrainReporter;
+  /** the --gpu-memory-limit in force and what the configuration was computed to need (bytes) */
+  gpuMemory?: { limit: number; needed: number };
 }
 
 export interface TrainResult {
@@ -196,6 +198,10 @@ export async function train(config: TrainConfig, data: { train: Dataset; test: D
   reporter.message(`memory estimate: ${formatBytes(estimate.total)} (parameters ${formatBytes(estimate.parameters)}, `
     + `gradients ${formatBytes(estimate.gradients)}, Adam moments ${formatBytes(estimate.optimiser)}, `
     + `activations ${formatBytes(estimate.trainActivations + estimate.evalActivations + estimate.inputs)}; backend scratch on top)`);
+  if (env.gpuMemory) {
+    reporter.message(`GPU memory limit ${formatBytes(env.gpuMemory.limit)}: this configuration needs about `
+      + `${formatBytes(env.gpuMemory.needed)} with the CUDA backend's op scratch; allocations past the limit fail`);
+  }
 
   if (!env.resumeFrom) {
     await writeTextAtomically(join(outDir, RUN_FILES.config), JSON.stringify({

@@ -3,6 +3,7 @@
  * GPU), with label shards if asked; docs/TRAINING.md has the details.
  */
 import type { Command } from '../command.js';
+import { parseByteSize } from '../../train/memory-limit.js';
 import { choiceOption, numberOption, parseOptions } from '../command.js';
 import { OptionError } from '../../errors.js';
 import type { DatasetSpec } from '../../data/load.js';
@@ -55,7 +56,9 @@ run:
   --resume                  continue the run in RUN_DIR from its last checkpoint (data and options
                             default to the run's; only --epochs may change)
   --device cpu|cuda|auto    (default auto: cuda when available, else cpu)
-  --threads T               CPU threads (default: all)`;
+  --threads T               CPU threads (default: all)
+  --gpu-memory-limit SIZE   GPU memory the run may use, e.g. 4GiB (CUDA backend): a configuration that
+                            needs more is refused before anything is allocated, saying what would fit`;
 
 const OPTIONS = {
   train: { type: 'string' },
@@ -84,6 +87,7 @@ const OPTIONS = {
   resume: { type: 'boolean' },
   device: { type: 'string' },
   threads: { type: 'string' },
+  'gpu-memory-limit': { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseOptions<typeof OPTIONS>>['values'];
@@ -144,6 +148,7 @@ export const command: Command = {
     const device = choiceOption<Device>('--device', v.device, 'auto', ['cpu', 'cuda', 'auto']);
     const threads = optional('--threads', v.threads, { min: 1, max: 1024, integer: true });
     const options = trainOptions(v);
+    const gpuMemoryLimit = v['gpu-memory-limit'] === undefined ? undefined : parseByteSize('--gpu-memory-limit', v['gpu-memory-limit']);
     const reporter = new ConsoleReporter(process.stderr);
     const result = await runTraining({
       train: dataSpec('--train', v.train, v['train-features']),
@@ -152,6 +157,7 @@ export const command: Command = {
       resume: v.resume ?? false,
       device,
       threads,
+      gpuMemoryLimit,
       options,
       reporter,
     });
