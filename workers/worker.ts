@@ -33,6 +33,7 @@ import { createDeviceBackend, type Device } from '../src/train/run.js';
 import { waitForConfig } from '../src/encoder/encoder.js';
 import { faultPoint } from '../src/distributed/fault.js';
 import { connectRun, ensureStream, logger, retrying } from '../src/distributed/nats.js';
+import { StageTimes, statsWriter } from '../src/distributed/timing.js';
 import {
   decodeBatch, decodeWorkerRequest, encode, isError, runSubjects,
   type BatchMessage, type WorkerReply, type WorkerRequest, type WorkerStatus,
@@ -48,6 +49,8 @@ export interface WorkerOptions {
   threads?: number;
   /** steps between two checkpoints within an epoch (default 200) */
   checkpointEvery?: number;
+  /** appends one line of stage timings per epoch here (src/distributed/timing.ts) */
+  statsFile?: string;
   log?: (message: string) => void;
 }
 
@@ -207,6 +210,26 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   const consumer = await conn.js.consumers.get(s.stream, consumerName);
 
   let pending: { done: Promise<void>; msg: JsMsg } | null = null;
+
+  // Stage timings of the epoch (one stats line per epoch): `deviceIdle` is the
+  // time no step was queued on the backend (as the JS thread sees it: a step's
+  // completion is noticed when its promise settles).
+  const writeStats = statsWriter(options.statsFile, log);
+  const times = new StageTimes();
+  let statsEpoch = -1;
+  let windowStart = 0;
+  let stepsInWindow = 0;
+  let inFlight = 0;
+  let idleSince = -1;
+  /** Called just before a step's ops are enqueued; `done` settles when they have run. */
+  const stepStarts = (now: number): void => {
+    if (inFlight === 0 && idleSince >= 0) times.addSeconds('deviceIdle', (now - idleSince) / 1000);
+    idleSince = -1;
+  };
+  const stepEnqueued = (done: Promise<void>): void => {
+    inFlight++;
+    done.then(() => { if (--inFlight === 0) idleSince = performance.now(); }, () => undefined);
+  };
   const applyBatch = (b: BatchMessage): void => {
     if (b.epoch !== state.epoch) {
       state.epoch = b.epoch;
@@ -240,28 +263,51 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         for await (const st of m.status()) if (st.type !== 'next' && st.type !== 'discard') log(`batch consumer: ${st.type}${'data' in st ? ` ${JSON.stringify(st.data)}` : ''}`);
       })(messages).catch(() => undefined);
       if (stopping) messages.stop();
+      let loopEnd = performance.now();
       for await (const msg of messages) {
+        const received = times.add('waitForBatch', loopEnd);
         const b = decodeBatch(msg.data, runId, mc.inputDim, mc.numLabels);
+        let t = times.add('decode', received);
+        if (!isError(b) && b.epoch !== statsEpoch && b.step > state.step) {
+          // The first batch of an epoch (or of this process): the window starts here.
+          times.take();
+          statsEpoch = b.epoch;
+          windowStart = received;
+          stepsInWindow = 0;
+          idleSince = inFlight === 0 ? received : -1;
+        }
         if (isError(b)) {
           log(`rejected batch at stream sequence ${msg.seq}: ${b.error}`);
           msg.term();
+          loopEnd = performance.now();
           continue;
         }
         if (b.step <= state.step) {
           msg.ack(); // a redelivery of a batch already applied
+          loopEnd = performance.now();
           continue;
         }
         if (b.step !== state.step + 1) log(`batch at stream sequence ${msg.seq} has step ${b.step}, expected ${state.step + 1}: steps ${state.step + 1}..${b.step - 1} are missing from the stream`);
+        stepStarts(t);
         applyBatch(b);
         state.seq = msg.seq;
         const done = backend.sync();
         done.catch(() => undefined); // awaited below
+        stepEnqueued(done);
+        stepsInWindow++;
+        t = times.add('enqueue', t);
         if (pending) { await pending.done; pending.msg.ack(); }
         pending = { done, msg };
+        t = times.add('waitForDevice', t);
         faultPoint('WORKER_STEP', b.step);
-        if (pendingLosses.length >= 64) await flushLosses();
-        if (b.step % checkpointEvery === 0) await saveCheckpoint(false);
-        if (b.index === b.steps - 1) { await pending.done; pending.msg.ack(); pending = null; }
+        if (pendingLosses.length >= 64) { await flushLosses(); t = times.add('lossRead', t); }
+        if (b.step % checkpointEvery === 0) { await saveCheckpoint(false); t = times.add('checkpoint', t); times.count('checkpoints'); }
+        if (b.index === b.steps - 1) {
+          await pending.done; pending.msg.ack(); pending = null;
+          t = times.add('waitForDevice', t);
+          writeStats({ role: 'worker', shard, epoch: b.epoch, lastStep: b.step, steps: stepsInWindow, windowSeconds: Math.round((t - windowStart) * 1e3) / 1e6, ...times.take() });
+        }
+        loopEnd = performance.now();
       }
     }
     await stopped;

@@ -27,10 +27,13 @@ import {
   decodeBatch, decodeConfig, decodeControl, decodeWorkerReply, encode, isError, runSubjects,
   type BatchMessage, type ConfigMessage, type ControlMessage, type RunSubjects,
 } from '../distributed/protocol.js';
+import { StageTimes, statsWriter } from '../distributed/timing.js';
 
 export interface EncoderOptions {
   url: string;
   runId: string;
+  /** appends one line of stage timings per epoch here (src/distributed/timing.ts) */
+  statsFile?: string;
   log?: (message: string) => void;
 }
 
@@ -110,6 +113,8 @@ export async function runEncoder(options: EncoderOptions): Promise<void> {
     const n = features.rows;
     log(`loaded ${train.source}: ${n} rows, ${mc.inputDim} features; ${run.workers} workers, at most ${run.maxAhead} batches ahead`);
 
+    const writeStats = statsWriter(options.statsFile, log);
+    const times = new StageTimes();
     let lastPlanSeq = -1;
     let budget = 0;
     /** step of the last batch in the stream */
@@ -142,9 +147,12 @@ export async function runEncoder(options: EncoderOptions): Promise<void> {
       }
       if (start > 0 && start < plan.steps) log(`epoch ${plan.epoch}: continuing after batch ${start} of ${plan.steps} already in the stream`);
       let index = 0;
+      times.take();
+      const windowStart = performance.now();
       for (const rows of batchIndices(n, { batchSize: config.batchSize, seed: mc.seed, epoch: plan.epoch - 1 })) {
         if (index >= start) {
           if (index >= plan.steps) throw new Error(`epoch ${plan.epoch} has more batches than the plan's ${plan.steps}`);
+          let t = performance.now();
           const x = denseRows(features, rows, mc.inputDim);
           const { ptr, ids } = labelRows(train.labels, rows);
           const message: BatchMessage = {
@@ -153,19 +161,27 @@ export async function runEncoder(options: EncoderOptions): Promise<void> {
             features: run.featureDtype === 'float16' ? float32ToFloat16Array(x) : x,
             labelPtr: ptr, labelIds: ids,
           };
+          t = times.add('read', t);
           const data = encode(message);
+          t = times.add('encode', t);
           // `budget`: batches that may still go out before the consumers must be asked again.
           for (let waited = 0; budget <= 0; waited++) {
             const slowest = await slowestStep(conn, s, runId, run.workers);
+            times.count('statusRequests');
             budget = slowest < 0 ? 0 : run.maxAhead - (publishedStep - slowest);
             if (budget <= 0) await sleep(Math.min(2 + waited, 50));
           }
           budget--;
+          t = times.add('pace', t);
           await retrying('publishing a batch', () => conn.js.publish(s.batch, data, { msgID: `${runId}:${plan.epoch}:${index}` }), 600_000, log);
+          times.add('publish', t);
+          times.count('batches');
+          times.count('bytes', data.length);
           publishedStep = message.step;
         }
         index++;
       }
+      if (start < plan.steps) writeStats({ role: 'encoder', epoch: plan.epoch, windowSeconds: Math.round(performance.now() - windowStart) / 1000, ...times.take() });
       if (start < plan.steps) log(`epoch ${plan.epoch}: published batches ${start + 1}..${plan.steps} (steps ${plan.firstStep + start}..${plan.firstStep + plan.steps - 1}, lr ${plan.lr})`);
       lastPlanSeq = planMsg.seq;
     }

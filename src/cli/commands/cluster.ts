@@ -13,6 +13,7 @@ import { dataDims, type Device } from '../../train/run.js';
 import type { DataSpecs } from '../../train/trainer.js';
 import { startNatsServer } from '../../distributed/nats.js';
 import type { FeatureDtype } from '../../distributed/protocol.js';
+import { statsPath } from '../../distributed/timing.js';
 import { dataSpec, trainOptions } from './train.js';
 
 const HELP = `usage: xmc cluster <role> --run RUN_DIR [options]
@@ -128,7 +129,7 @@ export const command: Command = {
       }
       case 'encoder': {
         const { runEncoder } = await import('../../encoder/encoder.js');
-        await runEncoder({ url, runId });
+        await runEncoder({ url, runId, statsFile: statsPath(runDir, 'encoder') });
         // The run is over: exit now rather than wait for lingering handles.
         process.exit(doneExitCode());
       }
@@ -140,6 +141,7 @@ export const command: Command = {
           url, runId, runDir, shard,
           device: choiceOption<Device>('--device', v.device, 'auto', ['cpu', 'cuda', 'auto']),
           threads: v.threads === undefined ? undefined : numberOption('--threads', v.threads, 0, { min: 1, max: 1024, integer: true }),
+          statsFile: statsPath(runDir, `worker-${shard}`),
           checkpointEvery: numberOption('--checkpoint-every', v['checkpoint-every'], 200, { min: 1, integer: true }),
         });
         // Shut down by the coordinator: exit now (the backend's thread pool would keep the process alive).
