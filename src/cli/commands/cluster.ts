@@ -34,7 +34,11 @@ roles:
                   --request-timeout S  seconds before a commit/eval request to a worker is sent again (30)
   encoder       reads the training set, publishes each epoch's batches
   worker        trains label shard --shard I (0-based)
-                  --device cpu|cuda|auto (auto) --threads T --checkpoint-every N (200 steps)
+                  --device cpu|cuda|auto (auto) --threads T
+                  --checkpoint-seconds S  seconds between checkpoints within an epoch (600; written in the
+                                          background; the epoch's end is always checkpointed)
+                  --checkpoint-every N    every N steps instead (0: off, the default)
+                  --in-flight N           training steps queued on the device at most (2)
 
 common:
   --run RUN_DIR       the run directory (shared by the processes of one host)
@@ -51,6 +55,8 @@ const OPTIONS = {
   device: { type: 'string' },
   threads: { type: 'string' },
   'checkpoint-every': { type: 'string' },
+  'checkpoint-seconds': { type: 'string' },
+  'in-flight': { type: 'string' },
   'max-ahead': { type: 'string' },
   features: { type: 'string' },
   'request-timeout': { type: 'string' },
@@ -142,7 +148,9 @@ export const command: Command = {
           device: choiceOption<Device>('--device', v.device, 'auto', ['cpu', 'cuda', 'auto']),
           threads: v.threads === undefined ? undefined : numberOption('--threads', v.threads, 0, { min: 1, max: 1024, integer: true }),
           statsFile: statsPath(runDir, `worker-${shard}`),
-          checkpointEvery: numberOption('--checkpoint-every', v['checkpoint-every'], 200, { min: 1, integer: true }),
+          checkpointEvery: numberOption('--checkpoint-every', v['checkpoint-every'], 0, { min: 0, integer: true }),
+          checkpointSeconds: numberOption('--checkpoint-seconds', v['checkpoint-seconds'], 600, { min: 1 }),
+          maxInFlight: numberOption('--in-flight', v['in-flight'], 2, { min: 1, max: 64, integer: true }),
         });
         // Shut down by the coordinator: exit now (the backend's thread pool would keep the process alive).
         process.exit(doneExitCode());
