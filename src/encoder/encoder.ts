@@ -119,10 +119,24 @@ export async function runEncoder(options: EncoderOptions): Promise<void> {
     let budget = 0;
     /** step of the last batch in the stream */
     let publishedStep = 0;
+    /** since when publishing has failed without a batch getting through (null: it works) */
+    let failingSince: number | null = null;
+    // A new plan wakes the encoder at once (a core subscription sees the stream's
+    // messages too); the poll below is the fallback (a reconnect may miss one).
+    let wake: () => void = () => undefined;
+    let woken = false;
+    const planSub = conn.nc.subscribe(s.control, { callback: () => { woken = true; wake(); } });
     for (;;) {
       const planMsg = await retrying('reading the epoch plan', () => lastMessage(conn.jsm, s.stream, s.control), 600_000, log);
       if (!planMsg || planMsg.seq === lastPlanSeq) {
-        await sleep(100);
+        if (woken) {
+          // Woken by a control message the stream query did not return yet: ask again shortly.
+          woken = false;
+          await sleep(5);
+        } else {
+          await new Promise<void>((r) => { const timer = setTimeout(r, 100); wake = () => { clearTimeout(timer); r(); }; });
+          wake = () => undefined;
+        }
         continue;
       }
       const plan: ControlMessage | { error: string } = decodeControl(planMsg.data, runId);
@@ -133,6 +147,7 @@ export async function runEncoder(options: EncoderOptions): Promise<void> {
       }
       if (plan.type === 'finished') {
         log(`run finished (${plan.reason})`);
+        planSub.unsubscribe();
         return;
       }
       // Where this epoch stands in the stream.
@@ -149,6 +164,18 @@ export async function runEncoder(options: EncoderOptions): Promise<void> {
       let index = 0;
       times.take();
       const windowStart = performance.now();
+      // Publishes awaiting their acknowledgement, in order: up to PUBLISHES_IN_FLIGHT
+      // batches travel at once instead of one round trip each. One connection
+      // delivers them in order, so the stream holds a prefix of what was sent
+      // whatever fails; after a failure the epoch continues from the stream's
+      // last batch (the same path as a restarted encoder; message ids drop repeats).
+      const acks: Promise<unknown>[] = [];
+      const failure: { error: Error | null } = { error: null };
+      const settleAcks = async (keep: number): Promise<void> => {
+        while (acks.length > keep) {
+          try { await acks.shift(); failingSince = null; } catch (err) { failure.error ??= err as Error; }
+        }
+      };
       for (const rows of batchIndices(n, { batchSize: config.batchSize, seed: mc.seed, epoch: plan.epoch - 1 })) {
         if (index >= start) {
           if (index >= plan.steps) throw new Error(`epoch ${plan.epoch} has more batches than the plan's ${plan.steps}`);
@@ -173,13 +200,30 @@ export async function runEncoder(options: EncoderOptions): Promise<void> {
           }
           budget--;
           t = times.add('pace', t);
-          await retrying('publishing a batch', () => conn.js.publish(s.batch, data, { msgID: `${runId}:${plan.epoch}:${index}` }), 600_000, log);
+          const ack = conn.js.publish(s.batch, data, { msgID: `${runId}:${plan.epoch}:${index}` });
+          ack.catch(() => undefined); // settled in order by settleAcks
+          acks.push(ack);
+          await settleAcks(PUBLISHES_IN_FLIGHT - 1);
           times.add('publish', t);
           times.count('batches');
           times.count('bytes', data.length);
           publishedStep = message.step;
+          if (failure.error) break;
         }
         index++;
+      }
+      const t = performance.now();
+      await settleAcks(0);
+      times.add('publish', t);
+      const failed = failure.error;
+      if (failed) {
+        // Continue from what the stream holds (this plan is read again: lastPlanSeq is unchanged).
+        failingSince ??= Date.now();
+        if (Date.now() - failingSince > 600_000) throw new Error(`publishing batches: ${failed.message}`, { cause: failed });
+        log(`publishing a batch: ${failed.message}; continuing after the stream's last batch`);
+        budget = 0;
+        await sleep(200);
+        continue;
       }
       if (start < plan.steps) writeStats({ role: 'encoder', epoch: plan.epoch, windowSeconds: Math.round(performance.now() - windowStart) / 1000, ...times.take() });
       if (start < plan.steps) log(`epoch ${plan.epoch}: published batches ${start + 1}..${plan.steps} (steps ${plan.firstStep + start}..${plan.firstStep + plan.steps - 1}, lr ${plan.lr})`);
@@ -189,3 +233,6 @@ export async function runEncoder(options: EncoderOptions): Promise<void> {
     await conn.nc.close().catch(() => undefined);
   }
 }
+
+/** Batches published before the encoder waits for the oldest one's acknowledgement. */
+const PUBLISHES_IN_FLIGHT = 4;
