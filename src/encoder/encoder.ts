@@ -164,11 +164,9 @@ export async function runEncoder(options: EncoderOptions): Promise<void> {
       let index = 0;
       times.take();
       const windowStart = performance.now();
-      // Publishes awaiting their acknowledgement, in order: up to PUBLISHES_IN_FLIGHT
-      // batches travel at once instead of one round trip each. One connection
-      // delivers them in order, so the stream holds a prefix of what was sent
-      // whatever fails; after a failure the epoch continues from the stream's
-      // last batch (the same path as a restarted encoder; message ids drop repeats).
+      // Publishes awaiting their acknowledgement, in order (PUBLISHES_IN_FLIGHT, below,
+      // says why one). After a failure the epoch continues from the stream's last
+      // batch (the same path as a restarted encoder; message ids drop repeats).
       const acks: Promise<unknown>[] = [];
       const failure: { error: Error | null } = { error: null };
       const settleAcks = async (keep: number): Promise<void> => {
@@ -234,5 +232,13 @@ export async function runEncoder(options: EncoderOptions): Promise<void> {
   }
 }
 
-/** Batches published before the encoder waits for the oldest one's acknowledgement. */
-const PUBLISHES_IN_FLIGHT = 4;
+/**
+ * Batches published before the encoder waits for the oldest one's
+ * acknowledgement. One: with several in flight, a nats-server killed in
+ * between lost the ones already written to its socket while the client sent
+ * the ones it still buffered after reconnecting, so the stream got a gap
+ * (steps 14-15 missing, 16-17 stored: seen in the nats-server restart test
+ * with 4). One round trip per batch costs ~1-2 ms on loopback, far below a
+ * GPU step (docs/DISTRIBUTED.md, Measured).
+ */
+const PUBLISHES_IN_FLIGHT = 1;
