@@ -5,18 +5,28 @@
 // the epoch, evaluation excluded; the distributed figure includes the
 // encoder, the stream and the coordinator's barrier at the end of the epoch).
 //
-//   npm run bench:cluster [-- --preset bibtex-small|A670K-FFI32-64k] [--workers 1,2]
+//   npm run bench:cluster [-- --preset bibtex-small|synth-small-768|A670K-FFI32-64k] [--workers 1,2]
 //                         [--epochs N] [--device cpu|cuda|auto] [--threads T] [--keep DIR]
+//                         [--repeat R] [--stages] [--checkpoint-every N] [--max-ahead N]
 //
 // Presets:
 //   bibtex-small     ../shared/data/bibtex_{train,test}.txt, dense-ffi, H 512, fan-in 32 (CPU, ~1 min on 2 cores)
+//   synth-small-768  synthetic `small` (20,000 points, 5,000 labels), 768-d float32 rows, batch 256 as on the GPU,
+//                    dense-ffi H 32, fan-in 8: a short CPU step, so the per-batch cost of the stream shows (CPU)
 //   A670K-FFI32-64k  synthetic Amazon-670K (xmc synth amazon670k), dense-ffi, H 65536, fan-in 32 (GPU hosts)
+//
+// --repeat R runs the pair R times (alternating) and prints the medians.
+// --stages prints where each distributed epoch's time went, from the stage
+// timings the processes write to <run>/stats/*.jsonl (src/distributed/timing.ts):
+// the encoder's read/encode/pacing/publish seconds and the worker's time
+// waiting for batches, decoding, enqueueing, waiting for the device, writing
+// checkpoints, and the time its device had no step queued (idle).
 // With --workers 2 the distributed run has 2 shards; its single-process
 // counterpart is `--shards 2` in one process (same total model size), and
 // 2 workers on a 2-GPU host set CUDA_VISIBLE_DEVICES=0,1 per worker.
 // Needs nats-server on PATH and a build (npm run build:ts).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +50,10 @@ const epochs = Number(arg('epochs', '1'));
 const device = arg('device', 'auto');
 const threads = arg('threads');
 const keep = arg('keep');
+const repeat = Number(arg('repeat', '1'));
+const showStages = process.argv.includes('--stages');
+const checkpointEvery = arg('checkpoint-every');
+const maxAhead = arg('max-ahead');
 const work = keep ? resolve(keep) : mkdtempSync(join(tmpdir(), 'xmc-bench-cluster-'));
 
 async function presetData() {
@@ -48,6 +62,18 @@ async function presetData() {
     const train = join(d, 'bibtex_train.txt');
     if (!existsSync(train)) { console.error(`bench/cluster: ${train} is missing`); process.exit(2); }
     return { train, test: join(d, 'bibtex_test.txt'), options: { setup: 'dense-ffi', intermediate: 512, fanIn: 32, batchSize: 32, seed: 1 } };
+  }
+  if (presetName === 'synth-small-768') {
+    const dataDir = join(work, 'synth-small');
+    if (!existsSync(join(dataDir, 'train.labels.txt'))) {
+      const { generateSynthetic } = await import(dist('src', 'synth', 'index.js'));
+      await generateSynthetic({ preset: 'small', outDir: dataDir, seed: 1, scale: 1, dtype: 'float16', force: true });
+    }
+    return {
+      train: { features: join(dataDir, 'train.features.npy'), labels: join(dataDir, 'train.labels.txt') },
+      test: { features: join(dataDir, 'test.features.npy'), labels: join(dataDir, 'test.labels.txt') },
+      options: { setup: 'dense-ffi', intermediate: 32, fanIn: 8, batchSize: 256, seed: 1 },
+    };
   }
   if (presetName === 'A670K-FFI32-64k') {
     const dataDir = join(work, 'a670k');
@@ -78,6 +104,41 @@ async function single(shards) {
   return { metrics: metrics(out), sps: r.history.map((h) => h.samplesPerSecond) };
 }
 
+/** The stats lines of a run directory's processes, by role. */
+function stages(runDir) {
+  const dir = join(runDir, 'stats');
+  if (!existsSync(dir)) return {};
+  return Object.fromEntries(readdirSync(dir).filter((f) => f.endsWith('.jsonl')).map((f) =>
+    [f.replace(/\.jsonl$/, ''), readFileSync(join(dir, f), 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l))]));
+}
+
+/** Where each epoch's time went: one block per epoch, seconds and shares of the coordinator's training time. */
+function printStages(d) {
+  const pct = (x, total) => `${(100 * x / total).toFixed(1).padStart(5)}%`;
+  const sec = (x) => `${(x ?? 0).toFixed(2).padStart(7)} s`;
+  for (const h of d.history) {
+    const train = h.trainSeconds;
+    console.log(`  epoch ${h.epoch}: coordinator's training time ${train.toFixed(2)} s (plan published -> every worker's losses)`);
+    const enc = (d.stages.encoder ?? []).filter((r) => r.epoch === h.epoch).at(-1);
+    if (enc) {
+      const mb = (enc.bytes ?? 0) / 1e6;
+      console.log(`    encoder  ${enc.batches} batches, ${mb.toFixed(0)} MB in ${sec(enc.windowSeconds)} (${(enc.batches / enc.windowSeconds).toFixed(0)} batches/s, ${(mb / enc.windowSeconds).toFixed(0)} MB/s)`);
+      for (const k of ['read', 'encode', 'pace', 'publish']) console.log(`      ${k.padEnd(14)} ${sec(enc[`${k}Seconds`])} ${pct(enc[`${k}Seconds`] ?? 0, train)}`);
+      console.log(`      ${'status asks'.padEnd(14)} ${String(enc.statusRequests ?? 0).padStart(9)}`);
+    }
+    for (const [role, lines] of Object.entries(d.stages).filter(([r]) => r.startsWith('worker-')).sort()) {
+      const w = lines.filter((r) => r.epoch === h.epoch).at(-1);
+      if (!w) continue;
+      console.log(`    ${role} ${w.steps} steps in ${sec(w.windowSeconds)} (first batch received -> last step done; ${(1000 * w.windowSeconds / w.steps).toFixed(2)} ms/step)`);
+      for (const k of ['waitForBatch', 'decode', 'enqueue', 'waitForDevice', 'lossRead', 'checkpoint']) {
+        if (w[`${k}Seconds`] !== undefined) console.log(`      ${k.padEnd(14)} ${sec(w[`${k}Seconds`])} ${pct(w[`${k}Seconds`], train)}${k === 'checkpoint' ? `  (${w.checkpoints} written)` : ''}`);
+      }
+      console.log(`      ${'device idle'.padEnd(14)} ${sec(w.deviceIdleSeconds)} ${pct(w.deviceIdleSeconds ?? 0, train)}  (no step queued, within the window)`);
+      console.log(`      ${'outside window'.padEnd(14)} ${sec(train - w.windowSeconds)} ${pct(train - w.windowSeconds, train)}  (plan -> first batch, last step -> losses reported)`);
+    }
+  }
+}
+
 async function distributed(workers) {
   const runDir = join(work, `cluster-${workers}`);
   rmSync(runDir, { recursive: true, force: true });
@@ -94,14 +155,16 @@ async function distributed(workers) {
     return new Promise((ok, fail) => c.once('exit', (code) => (code === 0 ? ok() : fail(new Error(`${name} exited with ${code} (log ${runDir}/${name}.log)`)))));
   };
   try {
-    const done = start('coordinator', ['coordinator', ...dataArgs('train', preset.train), ...dataArgs('test', preset.test), ...train]);
+    const done = start('coordinator', ['coordinator', ...dataArgs('train', preset.train), ...dataArgs('test', preset.test), ...train,
+      ...(maxAhead ? ['--max-ahead', maxAhead] : [])]);
     start('encoder', ['encoder']).catch(() => undefined);
     for (let w = 0; w < workers; w++) {
-      start(`worker-${w}`, ['worker', '--shard', String(w), '--device', device, ...(threads ? ['--threads', threads] : [])], { CUDA_VISIBLE_DEVICES: String(w) }).catch(() => undefined);
+      start(`worker-${w}`, ['worker', '--shard', String(w), '--device', device, ...(threads ? ['--threads', threads] : []),
+        ...(checkpointEvery ? ['--checkpoint-every', checkpointEvery] : [])], { CUDA_VISIBLE_DEVICES: String(w) }).catch(() => undefined);
     }
     await done;
     const state = JSON.parse(readFileSync(join(runDir, 'coordinator.json'), 'utf8')).state;
-    return { metrics: metrics(runDir), sps: state.history.map((h) => h.samplesPerSecond) };
+    return { metrics: metrics(runDir), sps: state.history.map((h) => h.samplesPerSecond), history: state.history, stages: stages(runDir) };
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
     await nats.stop();
@@ -110,13 +173,24 @@ async function distributed(workers) {
 
 console.log(`bench:cluster preset ${presetName}, ${epochs} epoch(s), device ${device}${threads ? `, ${threads} threads` : ''}`);
 const rows = [];
+const mean = (v) => v.reduce((a, b) => a + b, 0) / v.length;
+const median = (v) => { const s = [...v].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
+const timeless = (m) => JSON.stringify(m.map(({ seconds, ...r }) => r));
 for (const w of workerCounts) {
-  const s = await single(w);
-  const d = await distributed(w);
-  const mean = (v) => v.reduce((a, b) => a + b, 0) / v.length;
-  const timeless = (m) => JSON.stringify(m.map(({ seconds, ...r }) => r));
-  rows.push({ workers: w, single: mean(s.sps), distributed: mean(d.sps), sameMetrics: timeless(s.metrics) === timeless(d.metrics) });
+  for (let r = 0; r < repeat; r++) {
+    const s = await single(w);
+    const d = await distributed(w);
+    rows.push({ workers: w, single: mean(s.sps), distributed: mean(d.sps), sameMetrics: timeless(s.metrics) === timeless(d.metrics) });
+    if (showStages) { console.log(`shards ${w}, run ${r + 1}: stage timings of the distributed run`); printStages(d); }
+  }
 }
 console.log('shards  single-process samples/s  distributed samples/s  ratio  same metrics');
 for (const r of rows) console.log(`${String(r.workers).padStart(6)}  ${r.single.toFixed(0).padStart(25)}  ${r.distributed.toFixed(0).padStart(21)}  ${(r.distributed / r.single).toFixed(2).padStart(5)}  ${r.sameMetrics}`);
+if (repeat > 1) {
+  for (const w of workerCounts) {
+    const mine = rows.filter((r) => r.workers === w);
+    console.log(`median of ${repeat} (shards ${w}): single ${median(mine.map((r) => r.single)).toFixed(0)}, distributed ${median(mine.map((r) => r.distributed)).toFixed(0)}, `
+      + `ratio ${median(mine.map((r) => r.distributed / r.single)).toFixed(2)} (ratios ${mine.map((r) => (r.distributed / r.single).toFixed(2)).join(' ')})`);
+  }
+}
 if (!keep) rmSync(work, { recursive: true, force: true });

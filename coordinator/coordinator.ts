@@ -117,7 +117,8 @@ async function askWorker(conn: RunConnection, s: RunSubjects, shard: number, req
     if (isError(reply)) throw new Error(`worker ${shard} sent a malformed reply to ${req.type}: ${reply.error}`);
     if (reply.type === 'behind') {
       await sleep(wait);
-      wait = Math.min(wait * 2, 100);
+      // The end of an epoch's training time is when the last worker's report arrives: ask often (a status costs the worker little).
+      wait = Math.min(wait * 2, req.type === 'report' ? 20 : 100);
       continue;
     }
     if (reply.type === 'error') throw new Error(`worker ${shard} refused ${req.type}: ${reply.reason}`);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DataFormatError } from '../src/errors.js';
 import type { ModelConfig } from '../src/model/config.js';
-import { readCheckpoint, writeCheckpoint } from '../src/model/checkpoint.js';
+import { readCheckpoint, snapshotSections, writeCheckpoint } from '../src/model/checkpoint.js';
 import { Model } from '../src/model/model.js';
 import { createBackend } from '../src/native/backend.js';
 
@@ -122,5 +122,27 @@ describe('model - checkpoints', () => {
     expect(readFileSync(path).equals(before)).toBe(true);
     expect((await readCheckpoint(path)).meta).toEqual({ note: 'hello', step: 12 });
     expect(readdirSync(dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('a snapshot holds the tensors as of the snapshot, though ops changing them are enqueued before it is written', async () => {
+    const model = new Model(backend, config);
+    const before = await contents(model, true);
+    const snapshot = snapshotSections(model.sections(true));
+    // Ops enqueued after the snapshot (as the training steps that run while a worker writes it).
+    for (const s of model.sections(true)) for (const t of s.tensors) if (t.tensor.dtype === 'float32') backend.fill(t.tensor, 7);
+    const path = join(dir, 'snapshot.ckpt');
+    await writeCheckpoint(path, { step: 3 }, snapshot);
+    const back = await readCheckpoint(path);
+    let compared = 0;
+    for (const [name, values] of before) {
+      const [section, tensor] = [name.slice(0, name.lastIndexOf('/')), name.slice(name.lastIndexOf('/') + 1)];
+      expect(Array.from(back.sections.get(section)!.tensors.get(tensor)!.data), name).toEqual(values);
+      compared++;
+    }
+    expect(compared).toBeGreaterThan(4);
+    // ...and the fills did run before the snapshot was written.
+    const now = await contents(model, true);
+    expect([...now].filter(([name, v]) => v.every((x) => x === 7) && before.get(name)!.some((x) => x !== 7)).length).toBeGreaterThan(0);
+    model.dispose();
   });
 });

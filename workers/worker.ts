@@ -17,7 +17,9 @@
  * the worker loads it and (re)creates its durable consumer to deliver from
  * the next sequence, so after a crash no batch is skipped or applied twice;
  * a batch whose step it has already applied (a redelivery) is acknowledged
- * and dropped. Checkpoints are written every `checkpointEvery` steps and at
+ * and dropped. Checkpoints are written in the background (the state is
+ * captured at the step, the file written while training goes on) every
+ * `checkpointEvery` steps or `checkpointSeconds` seconds, and at
  * each end-of-epoch commit.
  */
 import { existsSync, mkdirSync } from 'node:fs';
@@ -25,15 +27,16 @@ import { join, resolve } from 'node:path';
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { Msg } from '@nats-io/transport-node';
 import { float16ToFloat32Array } from '../src/io/float16.js';
-import { readCheckpoint, writeCheckpoint } from '../src/model/checkpoint.js';
+import { readCheckpoint, snapshotSections, writeCheckpoint } from '../src/model/checkpoint.js';
 import { STREAM_DROPOUT, opSeed } from '../src/model/init.js';
 import { ShardModel } from '../src/model/shard.js';
 import type { Backend, FloatTensor } from '../src/native/backend.js';
 import { createDeviceBackend, type Device } from '../src/train/run.js';
 import { waitForConfig } from '../src/encoder/encoder.js';
-import { faultPoint } from '../src/distributed/fault.js';
+import { faultArmed, faultPoint } from '../src/distributed/fault.js';
 import { shardCheckpointPath } from '../src/distributed/paths.js';
 import { connectRun, ensureStream, logger, retrying } from '../src/distributed/nats.js';
+import { StageTimes, statsWriter } from '../src/distributed/timing.js';
 import {
   decodeBatch, decodeWorkerRequest, encode, isError, runSubjects,
   type BatchMessage, type WorkerReply, type WorkerRequest, type WorkerStatus,
@@ -47,8 +50,18 @@ export interface WorkerOptions {
   shard: number;
   device?: Device;
   threads?: number;
-  /** steps between two checkpoints within an epoch (default 200) */
+  /**
+   * Steps between two checkpoints within an epoch; 0 (default): every
+   * `checkpointSeconds` instead. The epoch's end is always checkpointed (the
+   * coordinator's commit); these only bound the replay after a crash.
+   */
   checkpointEvery?: number;
+  /** with checkpointEvery 0: seconds between two checkpoints within an epoch (default 600) */
+  checkpointSeconds?: number;
+  /** training steps queued on the backend at most (default 2) */
+  maxInFlight?: number;
+  /** appends one line of stage timings per epoch here (src/distributed/timing.ts) */
+  statsFile?: string;
   log?: (message: string) => void;
 }
 
@@ -74,7 +87,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   const { runId, shard } = options;
   const log = options.log ?? logger(`worker ${shard}`);
   const s = runSubjects(runId);
-  const checkpointEvery = options.checkpointEvery ?? 200;
+  const checkpointEvery = options.checkpointEvery ?? 0;
   const conn = await connectRun(options.url, `xmc-worker-${runId}-${shard}`);
   await retrying('creating the stream', () => ensureStream(conn.jsm, s), 600_000, log);
   const run = await waitForConfig(conn, s, runId, log);
@@ -108,21 +121,56 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   let checkpointSeq = state.seq;
   let committing: { step: number; done: Promise<void> } | null = null;
 
-  // Per-step loss tensors not read back yet.
+  // Per-step loss tensors not read back yet. Reads are issued without waiting
+  // (they complete in queue order, after their step) and chained, so the values
+  // land in step order in the array of the epoch they were issued in.
   const pendingLosses: { tensor: FloatTensor }[] = [];
   const lossPool: FloatTensor[] = [];
-  const flushLosses = async (): Promise<void> => {
+  let lossReads: Promise<void> = Promise.resolve();
+  /** Issues the reads of the pending losses; the promise settles when every loss issued so far is in its epoch's array. */
+  const flushLosses = (): Promise<void> => {
     const taken = pendingLosses.splice(0);
-    const values = await Promise.all(taken.map((p) => p.tensor.read()));
-    for (const v of values) state.losses.push(v[0]);
-    for (const p of taken) lossPool.push(p.tensor);
+    if (taken.length > 0) {
+      const target = state.losses;
+      const values = Promise.all(taken.map((p) => p.tensor.read()));
+      lossReads = lossReads.then(() => values).then((v) => {
+        for (const x of v) target.push(x[0]);
+        for (const p of taken) lossPool.push(p.tensor);
+      });
+    }
+    return lossReads;
   };
+
+  // Checkpoints: the state as of the last enqueued step is captured at once (every
+  // tensor's read-back and the losses are issued in queue order, snapshotSections),
+  // and the file is written while the following steps run, so the device is not
+  // left idle for the seconds a large shard takes to read back, hash and write.
+  // One at a time: a checkpoint due while another is being written waits for it.
+  const checkpointSeconds = options.checkpointSeconds ?? 600;
+  let checkpointing: Promise<void> | null = null;
+  let lastCheckpointAt = performance.now();
+  const startCheckpoint = (best: boolean): Promise<void> => {
+    const losses = state.losses;
+    const count = losses.length + pendingLosses.length;
+    const lossesRead = flushLosses();
+    const base = { kind: 'worker' as const, runId, shard, epoch: state.epoch, step: state.step, seq: state.seq, rewired: state.rewired };
+    const [full, params] = snapshotSections([model.section(true), ...(best ? [model.section(false)] : [])]);
+    lastCheckpointAt = performance.now();
+    const write = (async () => {
+      await lossesRead;
+      const meta: WorkerCheckpointMeta = { ...base, losses: losses.slice(0, count), savedAt: new Date().toISOString() };
+      await writeCheckpoint(path, meta, [full]);
+      if (params) await writeCheckpoint(shardCheckpointPath(options.runDir, shard, true), meta, [params]);
+      checkpointSeq = Math.max(checkpointSeq, base.seq);
+    })();
+    checkpointing = write;
+    void write.finally(() => { if (checkpointing === write) checkpointing = null; }).catch(() => undefined);
+    return write;
+  };
+  /** A checkpoint now, once any background one is on disk (commits: awaited). */
   const saveCheckpoint = async (best: boolean): Promise<void> => {
-    await flushLosses();
-    const meta: WorkerCheckpointMeta = { kind: 'worker', runId, shard, ...state, losses: [...state.losses], savedAt: new Date().toISOString() };
-    await writeCheckpoint(path, meta, [model.section(true)]);
-    if (best) await writeCheckpoint(shardCheckpointPath(options.runDir, shard, true), meta, [model.section(false)]);
-    checkpointSeq = state.seq;
+    if (checkpointing) await checkpointing;
+    await startCheckpoint(best);
   };
 
   const inputs = new Map<number, { x: FloatTensor; dropped: FloatTensor }>();
@@ -206,7 +254,39 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   }, 600_000, log);
   const consumer = await conn.js.consumers.get(s.stream, consumerName);
 
-  let pending: { done: Promise<void>; msg: JsMsg } | null = null;
+  // Steps enqueued whose completion has not been awaited yet (their messages are
+  // acked once done). Up to `maxInFlight` are queued, so the backend has the next
+  // step while the JS thread receives and decodes the one after; ops run in queue
+  // order, so the depth changes no result.
+  const maxInFlight = Math.max(1, options.maxInFlight ?? 2);
+  const pending: { done: Promise<void>; msg: JsMsg }[] = [];
+  const settle = async (keep: number): Promise<void> => {
+    while (pending.length > keep) {
+      const p = pending.shift()!;
+      await p.done;
+      p.msg.ack();
+    }
+  };
+
+  // Stage timings of the epoch (one stats line per epoch): `deviceIdle` is the
+  // time no step was queued on the backend (as the JS thread sees it: a step's
+  // completion is noticed when its promise settles).
+  const writeStats = statsWriter(options.statsFile, log);
+  const times = new StageTimes();
+  let statsEpoch = -1;
+  let windowStart = 0;
+  let stepsInWindow = 0;
+  let inFlight = 0;
+  let idleSince = -1;
+  /** Called just before a step's ops are enqueued; `done` settles when they have run. */
+  const stepStarts = (now: number): void => {
+    if (inFlight === 0 && idleSince >= 0) times.addSeconds('deviceIdle', (now - idleSince) / 1000);
+    idleSince = -1;
+  };
+  const stepEnqueued = (done: Promise<void>): void => {
+    inFlight++;
+    done.then(() => { if (--inFlight === 0) idleSince = performance.now(); }, () => undefined);
+  };
   const applyBatch = (b: BatchMessage): void => {
     if (b.epoch !== state.epoch) {
       state.epoch = b.epoch;
@@ -240,33 +320,66 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         for await (const st of m.status()) if (st.type !== 'next' && st.type !== 'discard') log(`batch consumer: ${st.type}${'data' in st ? ` ${JSON.stringify(st.data)}` : ''}`);
       })(messages).catch(() => undefined);
       if (stopping) messages.stop();
+      let loopEnd = performance.now();
       for await (const msg of messages) {
+        const received = times.add('waitForBatch', loopEnd);
         const b = decodeBatch(msg.data, runId, mc.inputDim, mc.numLabels);
+        let t = times.add('decode', received);
+        if (!isError(b) && b.epoch !== statsEpoch && b.step > state.step) {
+          // The first batch of an epoch (or of this process): the window starts here.
+          times.take();
+          statsEpoch = b.epoch;
+          windowStart = received;
+          stepsInWindow = 0;
+          idleSince = inFlight === 0 ? received : -1;
+        }
         if (isError(b)) {
           log(`rejected batch at stream sequence ${msg.seq}: ${b.error}`);
           msg.term();
+          loopEnd = performance.now();
           continue;
         }
         if (b.step <= state.step) {
           msg.ack(); // a redelivery of a batch already applied
+          loopEnd = performance.now();
           continue;
         }
         if (b.step !== state.step + 1) log(`batch at stream sequence ${msg.seq} has step ${b.step}, expected ${state.step + 1}: steps ${state.step + 1}..${b.step - 1} are missing from the stream`);
+        stepStarts(t);
         applyBatch(b);
         state.seq = msg.seq;
         const done = backend.sync();
         done.catch(() => undefined); // awaited below
-        if (pending) { await pending.done; pending.msg.ack(); }
-        pending = { done, msg };
+        stepEnqueued(done);
+        stepsInWindow++;
+        t = times.add('enqueue', t);
+        pending.push({ done, msg });
+        await settle(maxInFlight - 1);
+        t = times.add('waitForDevice', t);
+        // A fault injected at this step fires once the checkpoints started before it are on disk.
+        if (faultArmed('WORKER_STEP', b.step) && checkpointing) await checkpointing;
         faultPoint('WORKER_STEP', b.step);
-        if (pendingLosses.length >= 64) await flushLosses();
-        if (b.step % checkpointEvery === 0) await saveCheckpoint(false);
-        if (b.index === b.steps - 1) { await pending.done; pending.msg.ack(); pending = null; }
+        if (pendingLosses.length >= 64) void flushLosses().catch(() => undefined); // failures surface at the next awaited flush
+        const due = checkpointEvery > 0 ? b.step % checkpointEvery === 0 : performance.now() - lastCheckpointAt >= 1000 * checkpointSeconds;
+        if (due && b.index !== b.steps - 1) {
+          // The previous one still being written (checkpoints closer together than one takes): wait for it.
+          if (checkpointing) await checkpointing;
+          startCheckpoint(false).catch((e: Error) => log(`checkpoint at step ${b.step} failed: ${e.message}`));
+          times.count('checkpoints');
+          t = times.add('checkpoint', t);
+        }
+        if (b.index === b.steps - 1) {
+          await settle(0);
+          t = times.add('waitForDevice', t);
+          writeStats({ role: 'worker', shard, epoch: b.epoch, lastStep: b.step, steps: stepsInWindow, windowSeconds: Math.round((t - windowStart) * 1e3) / 1e6, ...times.take() });
+        }
+        loopEnd = performance.now();
       }
     }
     await stopped;
   } finally {
-    if (pending) await pending.done.catch(() => undefined);
+    for (const p of pending) await p.done.catch(() => undefined);
+    if (checkpointing) await (checkpointing as Promise<void>).catch(() => undefined);
     sub.unsubscribe();
     await conn.nc.drain().catch(() => undefined);
     model.dispose();

@@ -11,3 +11,9 @@ export function faultPoint(point: string, value: number): void {
     process.kill(process.pid, 'SIGKILL');
   }
 }
+
+/** Whether faultPoint(point, value) would fire (to settle work the test expects on disk first). */
+export function faultArmed(point: string, value: number): boolean {
+  const want = process.env[`XMC_FAULT_${point}`];
+  return want !== undefined && Number(want) === value;
+}

@@ -39,11 +39,40 @@ const PREFIX = 24;
 const CHECKSUM = 32;
 export const CHECKPOINT_VERSION = 1;
 
+/** What writeCheckpoint needs of a tensor: its shape and dtype, and its contents (read back when written). */
+export type CheckpointTensor = Pick<Tensor, 'dtype' | 'shape' | 'size' | 'read'>;
+
 export interface CheckpointSectionInput {
   name: string;
   meta: unknown;
-  tensors: readonly { name: string; tensor: Tensor }[];
+  tensors: readonly { name: string; tensor: CheckpointTensor }[];
 }
+
+/**
+ * The same sections with every tensor's read-back issued now: reads run in
+ * queue order, so the checkpoint written from the result holds the state as
+ * of this call even when more ops (training steps) are enqueued while it is
+ * written. Costs a host copy of every tensor until written. A tensor listed
+ * in several sections (a parameter in both the full and the parameters-only
+ * section) is read once.
+ */
+export function snapshotSections(sections: readonly CheckpointSectionInput[]): CheckpointSectionInput[] {
+  const reads = new Map<CheckpointTensor, ReturnType<Tensor['read']>>();
+  const snap = (t: CheckpointTensor): CheckpointTensor => {
+    let data = reads.get(t);
+    if (!data) {
+      data = t.read();
+      data.catch(() => undefined); // rejected reads surface when the checkpoint is written
+      reads.set(t, data);
+    }
+    const read = data;
+    return { dtype: t.dtype, shape: [...t.shape], size: t.size, read: () => read } as CheckpointTensor;
+  };
+  return sections.map((s) => ({ name: s.name, meta: s.meta, tensors: s.tensors.map(({ name, tensor }) => ({ name, tensor: snap(tensor) })) }));
+}
+
+/** Bytes hashed between two yields to the event loop (a large tensor must not block the loop for long: see workers/worker.ts). */
+const HASH_CHUNK = 4 << 20;
 
 interface TensorEntry {
   name: string;
@@ -104,8 +133,13 @@ export async function writeCheckpoint(path: string, meta: unknown, sections: rea
       for (const { tensor } of s.tensors) {
         const data = await tensor.read();
         const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-        hash.update(bytes);
-        await writer.writeBytes(bytes);
+        const written = writer.writeBytes(bytes);
+        written.catch(() => undefined); // awaited below
+        for (let at = 0; at < bytes.length; at += HASH_CHUNK) {
+          hash.update(bytes.subarray(at, at + HASH_CHUNK));
+          if (at + HASH_CHUNK < bytes.length) await new Promise<void>((r) => setImmediate(r));
+        }
+        await written;
       }
     }
     const digest = hash.digest();

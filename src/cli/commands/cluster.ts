@@ -13,6 +13,7 @@ import { dataDims, type Device } from '../../train/run.js';
 import type { DataSpecs } from '../../train/trainer.js';
 import { startNatsServer } from '../../distributed/nats.js';
 import type { FeatureDtype } from '../../distributed/protocol.js';
+import { statsPath } from '../../distributed/timing.js';
 import { dataSpec, trainOptions } from './train.js';
 
 const HELP = `usage: xmc cluster <role> --run RUN_DIR [options]
@@ -33,7 +34,11 @@ roles:
                   --request-timeout S  seconds before a commit/eval request to a worker is sent again (30)
   encoder       reads the training set, publishes each epoch's batches
   worker        trains label shard --shard I (0-based)
-                  --device cpu|cuda|auto (auto) --threads T --checkpoint-every N (200 steps)
+                  --device cpu|cuda|auto (auto) --threads T
+                  --checkpoint-seconds S  seconds between checkpoints within an epoch (600; written in the
+                                          background; the epoch's end is always checkpointed)
+                  --checkpoint-every N    every N steps instead (0: off, the default)
+                  --in-flight N           training steps queued on the device at most (2)
 
 common:
   --run RUN_DIR       the run directory (shared by the processes of one host)
@@ -50,6 +55,8 @@ const OPTIONS = {
   device: { type: 'string' },
   threads: { type: 'string' },
   'checkpoint-every': { type: 'string' },
+  'checkpoint-seconds': { type: 'string' },
+  'in-flight': { type: 'string' },
   'max-ahead': { type: 'string' },
   features: { type: 'string' },
   'request-timeout': { type: 'string' },
@@ -128,7 +135,7 @@ export const command: Command = {
       }
       case 'encoder': {
         const { runEncoder } = await import('../../encoder/encoder.js');
-        await runEncoder({ url, runId });
+        await runEncoder({ url, runId, statsFile: statsPath(runDir, 'encoder') });
         // The run is over: exit now rather than wait for lingering handles.
         process.exit(doneExitCode());
       }
@@ -140,7 +147,10 @@ export const command: Command = {
           url, runId, runDir, shard,
           device: choiceOption<Device>('--device', v.device, 'auto', ['cpu', 'cuda', 'auto']),
           threads: v.threads === undefined ? undefined : numberOption('--threads', v.threads, 0, { min: 1, max: 1024, integer: true }),
-          checkpointEvery: numberOption('--checkpoint-every', v['checkpoint-every'], 200, { min: 1, integer: true }),
+          statsFile: statsPath(runDir, `worker-${shard}`),
+          checkpointEvery: numberOption('--checkpoint-every', v['checkpoint-every'], 0, { min: 0, integer: true }),
+          checkpointSeconds: numberOption('--checkpoint-seconds', v['checkpoint-seconds'], 600, { min: 1 }),
+          maxInFlight: numberOption('--in-flight', v['in-flight'], 2, { min: 1, max: 64, integer: true }),
         });
         // Shut down by the coordinator: exit now (the backend's thread pool would keep the process alive).
         process.exit(doneExitCode());
