@@ -85,6 +85,93 @@ __device__ __forceinline__ void load_connection(DeviceStatus* st, const RowSpars
   }
 }
 
+// One label's scores over its connections [e0, e1) for this lane's rows of the
+// batch chunk [c0, c0 + nb): acc[r] += sum_e W[e] * xT[src[e], row r] (rows
+// lane*4 + r with float4 gathers, else lane + 32 r). Every lane of the warp calls it.
+template <bool kVec4>
+__device__ __forceinline__ void label_scores(DeviceStatus* st, const RowSparseDev& rows, const float* xT, int B,
+                                             uint32_t I, int64_t e0, int64_t e1, int c0, int nb, int lane,
+                                             float acc[4]) {
+  for (int64_t e = e0; e < e1; e += 32) {
+    float w;
+    uint32_t s;
+    load_connection(st, rows, e + lane, e1, I, w, s);
+    const int n = (int)min64(32, e1 - e);
+    for (int j = 0; j < n; ++j) {
+      const float wj = __shfl_sync(kFullMask, w, j);
+      const uint32_t sj = __shfl_sync(kFullMask, s, j);
+      const float* xs = xT + (int64_t)sj * B + c0;
+      if (kVec4) {
+        if (lane * 4 < nb) {
+          const float4 v = *reinterpret_cast<const float4*>(xs + lane * 4);
+          acc[0] += wj * v.x;
+          acc[1] += wj * v.y;
+          acc[2] += wj * v.z;
+          acc[3] += wj * v.w;
+        }
+      } else {
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+          if (lane + 32 * r < nb) acc[r] += wj * xs[lane + 32 * r];
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ void scatter_add4(float* p, float a, float b, float c, float d) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float4*>(p), make_float4(a, b, c, d));
+#else
+  atomicAdd(p, a);
+  atomicAdd(p + 1, b);
+  atomicAdd(p + 2, c);
+  atomicAdd(p + 3, d);
+#endif
+}
+
+// One label's backward for the chunk from its gradient gv (this lane's rows, as
+// label_scores): dW[e] = (first ? 0 : dW[e]) + sum_b g[b] * xT[src[e], b], and
+// dXT[src[e], b] += W[e] * g[b] (atomics; dXT may be null). With skip_zero, rows
+// whose gradient is 0 do no atomics. Every lane of the warp calls it.
+template <bool kVec4>
+__device__ __forceinline__ void label_backward(DeviceStatus* st, const RowSparseDev& rows, const float* xT, int B,
+                                               uint32_t I, int64_t e0, int64_t e1, int c0, int nb, int lane,
+                                               const float gv[4], bool first, bool skip_zero, float* dXT, float* dW) {
+  const bool lane_has_g = !skip_zero || gv[0] != 0.0f || gv[1] != 0.0f || gv[2] != 0.0f || gv[3] != 0.0f;
+  for (int64_t e = e0; e < e1; e += 32) {
+    float w;
+    uint32_t s;
+    load_connection(st, rows, e + lane, e1, I, w, s);
+    const int n = (int)min64(32, e1 - e);
+    float mine = 0.0f;  // lane j keeps the dot product of connection e + j
+    for (int j = 0; j < n; ++j) {
+      const float wj = __shfl_sync(kFullMask, w, j);
+      const uint32_t sj = __shfl_sync(kFullMask, s, j);
+      const int64_t base = (int64_t)sj * B + c0;
+      float dot = 0.0f;
+      if (kVec4) {
+        if (lane * 4 < nb) {
+          const float4 v = *reinterpret_cast<const float4*>(xT + base + lane * 4);
+          dot = (gv[0] * v.x + gv[1] * v.y) + (gv[2] * v.z + gv[3] * v.w);
+          if (dXT && lane_has_g) scatter_add4(dXT + base + lane * 4, wj * gv[0], wj * gv[1], wj * gv[2], wj * gv[3]);
+        }
+      } else {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int b = lane + 32 * r;
+          if (b < nb) {
+            dot += gv[r] * xT[base + b];
+            if (dXT && (!skip_zero || gv[r] != 0.0f)) atomicAdd(dXT + base + b, wj * gv[r]);
+          }
+        }
+      }
+      dot = warp_sum(dot);
+      if (lane == j) mine = dot;
+    }
+    if (lane < n) dW[e + lane] = first ? mine : dW[e + lane] + mine;
+  }
+}
+
 template <bool kVec4>
 __global__ __launch_bounds__(kThreads) void forward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
                                                            const float* xT, int B, uint32_t I, int64_t l0, int64_t l1,
@@ -99,30 +186,7 @@ __global__ __launch_bounds__(kThreads) void forward_kernel(DeviceStatus* st, Row
     for (int t = warp; t < nl; t += kWarps) {
       const int64_t l = la + t, e0 = row_begin(rows, l), e1 = row_end(rows, l);
       float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      for (int64_t e = e0; e < e1; e += 32) {
-        float w;
-        uint32_t s;
-        load_connection(st, rows, e + lane, e1, I, w, s);
-        const int n = (int)min64(32, e1 - e);
-        for (int j = 0; j < n; ++j) {
-          const float wj = __shfl_sync(kFullMask, w, j);
-          const uint32_t sj = __shfl_sync(kFullMask, s, j);
-          const float* xs = xT + (int64_t)sj * B + c0;
-          if (kVec4) {
-            if (lane * 4 < nb) {
-              const float4 v = *reinterpret_cast<const float4*>(xs + lane * 4);
-              acc[0] += wj * v.x;
-              acc[1] += wj * v.y;
-              acc[2] += wj * v.z;
-              acc[3] += wj * v.w;
-            }
-          } else {
-#pragma unroll
-            for (int r = 0; r < 4; ++r)
-              if (lane + 32 * r < nb) acc[r] += wj * xs[lane + 32 * r];
-          }
-        }
-      }
+      label_scores<kVec4>(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
       if (kVec4) {
         if (lane * 4 < nb) *reinterpret_cast<float4*>(&tile[t][lane * 4]) = make_float4(acc[0], acc[1], acc[2], acc[3]);
       } else {
@@ -138,17 +202,6 @@ __global__ __launch_bounds__(kThreads) void forward_kernel(DeviceStatus* st, Row
     }
     __syncthreads();
   }
-}
-
-__device__ __forceinline__ void scatter_add4(float* p, float a, float b, float c, float d) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  atomicAdd(reinterpret_cast<float4*>(p), make_float4(a, b, c, d));
-#else
-  atomicAdd(p, a);
-  atomicAdd(p + 1, b);
-  atomicAdd(p + 2, c);
-  atomicAdd(p + 3, d);
-#endif
 }
 
 template <bool kVec4>
@@ -184,38 +237,7 @@ __global__ __launch_bounds__(kThreads) void backward_kernel(DeviceStatus* st, Ro
       }
       const float gsum = warp_sum((gv[0] + gv[1]) + (gv[2] + gv[3]));
       if (lane == 0) dB[l] = first ? gsum : dB[l] + gsum;
-      for (int64_t e = e0; e < e1; e += 32) {
-        float w;
-        uint32_t s;
-        load_connection(st, rows, e + lane, e1, I, w, s);
-        const int n = (int)min64(32, e1 - e);
-        float mine = 0.0f;  // lane j keeps the dot product of connection e + j
-        for (int j = 0; j < n; ++j) {
-          const float wj = __shfl_sync(kFullMask, w, j);
-          const uint32_t sj = __shfl_sync(kFullMask, s, j);
-          const int64_t base = (int64_t)sj * B + c0;
-          float dot = 0.0f;
-          if (kVec4) {
-            if (lane * 4 < nb) {
-              const float4 v = *reinterpret_cast<const float4*>(xT + base + lane * 4);
-              dot = (gv[0] * v.x + gv[1] * v.y) + (gv[2] * v.z + gv[3] * v.w);
-              if (dXT) scatter_add4(dXT + base + lane * 4, wj * gv[0], wj * gv[1], wj * gv[2], wj * gv[3]);
-            }
-          } else {
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-              const int b = lane + 32 * r;
-              if (b < nb) {
-                dot += gv[r] * xT[base + b];
-                if (dXT) atomicAdd(dXT + base + b, wj * gv[r]);
-              }
-            }
-          }
-          dot = warp_sum(dot);
-          if (lane == j) mine = dot;
-        }
-        if (lane < n) dW[e + lane] = first ? mine : dW[e + lane] + mine;
-      }
+      label_backward<kVec4>(st, rows, xT, B, I, e0, e1, c0, nb, lane, gv, first, false, dXT, dW);
     }
     __syncthreads();
   }
@@ -257,34 +279,10 @@ __global__ __launch_bounds__(kThreads) void loss_backward_kernel(DeviceStatus* s
       const bool first = c0 == 0;
       // Forward: this lane's rows of the label's scores.
       float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      for (int64_t e = e0; e < e1; e += 32) {
-        float w;
-        uint32_t s;
-        load_connection(st, rows, e + lane, e1, I, w, s);
-        const int n = (int)min64(32, e1 - e);
-        for (int j = 0; j < n; ++j) {
-          const float wj = __shfl_sync(kFullMask, w, j);
-          const uint32_t sj = __shfl_sync(kFullMask, s, j);
-          const float* xs = xT + (int64_t)sj * B + c0;
-          if (kVec4) {
-            if (lane * 4 < nb) {
-              const float4 v = *reinterpret_cast<const float4*>(xs + lane * 4);
-              acc[0] += wj * v.x;
-              acc[1] += wj * v.y;
-              acc[2] += wj * v.z;
-              acc[3] += wj * v.w;
-            }
-          } else {
-#pragma unroll
-            for (int r = 0; r < 4; ++r)
-              if (lane + 32 * r < nb) acc[r] += wj * xs[lane + 32 * r];
-          }
-        }
-      }
+      label_scores<kVec4>(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
       // Loss and gradient, in registers.
       float gv[4];
       float lane_loss = 0.0f;
-      bool nonzero = false;
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int b = kVec4 ? lane * 4 + r : lane + 32 * r;
@@ -292,7 +290,6 @@ __global__ __launch_bounds__(kThreads) void loss_backward_kernel(DeviceStatus* s
         if (b < nb) {
           const bool y = (loss.bits[(int64_t)(c0 + b) * loss.words + word] & bit) != 0;
           lane_loss += loss_term(loss.bce, acc[r] + bl, y, loss.scale, &gv[r]);
-          nonzero |= gv[r] != 0.0f;
         }
       }
       warp_loss += warp_sum(static_cast<double>(lane_loss));
@@ -337,39 +334,8 @@ __global__ __launch_bounds__(kThreads) void loss_backward_kernel(DeviceStatus* s
         }
         continue;
       }
-      // Backward from g: dW (dot products) and the dX scatter, as backward_kernel.
-      for (int64_t e = e0; e < e1; e += 32) {
-        float w;
-        uint32_t s;
-        load_connection(st, rows, e + lane, e1, I, w, s);
-        const int n = (int)min64(32, e1 - e);
-        float mine = 0.0f;
-        for (int j = 0; j < n; ++j) {
-          const float wj = __shfl_sync(kFullMask, w, j);
-          const uint32_t sj = __shfl_sync(kFullMask, s, j);
-          const int64_t base = (int64_t)sj * B + c0;
-          float dot = 0.0f;
-          if (kVec4) {
-            if (lane * 4 < nb) {
-              const float4 v = *reinterpret_cast<const float4*>(xT + base + lane * 4);
-              dot = (gv[0] * v.x + gv[1] * v.y) + (gv[2] * v.z + gv[3] * v.w);
-              if (dXT && nonzero) scatter_add4(dXT + base + lane * 4, wj * gv[0], wj * gv[1], wj * gv[2], wj * gv[3]);
-            }
-          } else {
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-              const int b = lane + 32 * r;
-              if (b < nb) {
-                dot += gv[r] * xT[base + b];
-                if (dXT && gv[r] != 0.0f) atomicAdd(dXT + base + b, wj * gv[r]);
-              }
-            }
-          }
-          dot = warp_sum(dot);
-          if (lane == j) mine = dot;
-        }
-        if (lane < n) dW[e + lane] = first ? mine : dW[e + lane] + mine;
-      }
+      // Backward from g: dW (dot products) and the dX scatter, as backward_kernel (zero rows skip their atomics).
+      label_backward<kVec4>(st, rows, xT, B, I, e0, e1, c0, nb, lane, gv, first, true, dXT, dW);
     }
   }
   __shared__ double warps[kWarps];
