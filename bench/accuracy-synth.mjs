@@ -6,7 +6,8 @@
 // epoch, the time of each run and the peak native memory.
 //
 //   npm run bench:accuracy-synth [-- --preset synth100k] [--scale F] [--epochs N]
-//                                [--intermediate H] [--threads T] [--device cpu|cuda|auto] [--data DIR] [--keep DIR]
+//                                [--intermediate H] [--lr LR (0.01)] [--batch-size B (128)] [--setups dense-ffi,ffi]
+//                                [--threads T] [--device cpu|cuda|auto] [--data DIR] [--keep DIR]
 //
 // The data set is generated first (xmc synth, seed 1) unless --data names an
 // existing output of `xmc synth`. Bar: dense-ffi's P@1 at least 5 points above
@@ -33,7 +34,7 @@ function arg(name, fallback) {
 }
 const preset = arg('preset', 'synth100k');
 const scale = Number(arg('scale', '1'));
-const epochs = Number(arg('epochs', '5'));
+const epochs = Number(arg('epochs', '4'));
 const intermediate = Number(arg('intermediate', '4096'));
 const threads = arg('threads') === undefined ? undefined : Number(arg('threads'));
 const device = arg('device', 'cpu');
@@ -54,10 +55,16 @@ const test = { features: join(dataDir, 'test.features.npy'), labels: join(dataDi
 const backend = createDeviceBackend(device, threads);
 console.log(`bench/accuracy-synth: ${preset}, ${epochs} epochs each, ${backend.kind} backend, ${backend.threads} ${backend.kind === 'cpu' ? 'threads' : 'multiprocessors'}`);
 const propensity = parsePropensityModel('amazon'); // the generator mimics Amazon-670K
+// Training options of this bench, the same for both setups: a larger batch and learning rate than
+// the trainer's defaults (the paper's 32 and 1e-3), so that both models learn enough within the
+// 2-core, 30-minute budget (docs/TRAINING.md has the comparison that chose them).
+const extra = { lr: Number(arg('lr', '0.01')), batchSize: Number(arg('batch-size', '128')) };
+console.log(`training options for both setups: ${JSON.stringify(extra)}`);
+const only = arg('setups', 'dense-ffi,ffi').split(',');
 const runs = [
-  { setup: 'dense-ffi', options: { setup: 'dense-ffi', intermediate, epochs, propensity } },
-  { setup: 'ffi', options: { setup: 'ffi', epochs, propensity } },
-];
+  { setup: 'dense-ffi', options: { setup: 'dense-ffi', intermediate, epochs, propensity, ...extra } },
+  { setup: 'ffi', options: { setup: 'ffi', epochs, propensity, ...extra } },
+].filter((r) => only.includes(r.setup));
 const results = [];
 for (const run of runs) {
   const out = join(workDir, run.setup);
@@ -88,9 +95,9 @@ for (const r of results) {
   console.log(`| ${r.setup} | ${r.description} | ${pct(m['P@1'])} | ${pct(m['P@3'])} | ${pct(m['P@5'])} | ${pct(m['PSP@3'])} | ${pct(m['PSP@5'])} | `
     + `${r.bestEpoch} / ${epochs} | ${(r.seconds / 60).toFixed(1)} min | ${(r.peak / 2 ** 20).toFixed(0)} MiB |`);
 }
-const [denseFfi, ffi] = results;
-const ok = 100 * (denseFfi.metrics['P@1'] - ffi.metrics['P@1']) >= GAP;
-console.log(`\n${ok ? 'PASS' : 'FAIL'}  dense-ffi P@1 ${pct(denseFfi.metrics['P@1'])} at least ${GAP} points above ffi P@1 ${pct(ffi.metrics['P@1'])}`);
+const denseFfi = results.find((r) => r.setup === 'dense-ffi'), ffi = results.find((r) => r.setup === 'ffi');
+const ok = !!denseFfi && !!ffi && 100 * (denseFfi.metrics['P@1'] - ffi.metrics['P@1']) >= GAP;
+if (denseFfi && ffi) console.log(`\n${ok ? 'PASS' : 'FAIL'}  dense-ffi P@1 ${pct(denseFfi.metrics['P@1'])} at least ${GAP} points above ffi P@1 ${pct(ffi.metrics['P@1'])}`);
 console.log(`total ${((performance.now() - t0) / 60000).toFixed(1)} min`);
 if (!keep) rmSync(workDir, { recursive: true, force: true });
 process.exit(ok ? 0 : 1);

@@ -26,7 +26,7 @@
 //
 //   node bench/gpu-bench.mjs [--batch 128,32] [--steps 40] [--train-steps 500] [--labels 670091]
 //                            [--hidden 65536] [--fanin 32] [--input 768] [--no-torch] [--no-tf32]
-//                            [--no-unfused] [--json file]
+//                            [--no-unfused] [--bf16] [--preset P] [--memory-limit 4GiB] [--json file]
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -245,7 +245,7 @@ async function benchBackend(be, label, batches) {
         `rewire ${rewireMs.toFixed(0)} ms -> ${withRewire.toFixed(3)} ms/step amortised over ${cfg.rewireInterval} (${row.samplesPerSecondWithRewire.toFixed(0)} samples/s); ` +
         `peak GPU memory (allocator) ${mib(r.peak)} MiB; loss ${r.loss.toExponential(3)}`);
     }
-    if (label !== 'fp32' || !fused) { st.dispose(); disposeModel(model); continue; }
+    if (!fused || (label !== 'fp32' && label !== 'bf16')) { st.dispose(); disposeModel(model); continue; }
     // per-op profile: each op followed by a sync (each includes about one empty-sync round trip)
     const prof = {};
     const timed = async (name, f) => {
@@ -267,8 +267,8 @@ async function benchBackend(be, label, batches) {
     results.profile[B] = Object.fromEntries(Object.entries(prof).map(([k, v]) => [k, median(v)]));
     console.log(`  per-op (synchronised, median ms; an empty sync takes ${syncMs.toFixed(3)} ms): ` +
       Object.entries(results.profile[B]).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', '));
-    // top-k inference, at several label-chunk sizes (the scratch is B * chunk floats)
-    for (const chunk of [8192, 32768, 131072]) {
+    // top-k inference: k = 5 takes the fused kernel (k <= 16); k = 20 the chunked path (chunks of 32768 labels)
+    for (const [topk, chunk] of [[cfg.topk, 32768], ...(label === 'fp32' ? [[20, 32768]] : [])]) {
       const tk = [];
       for (let i = 0; i < 12; i++) {
         const batch = st.pool[i % st.pool.length];
@@ -276,13 +276,14 @@ async function benchBackend(be, label, batches) {
         st.x.write(batch.x);
         be.denseForward(st.x, model.W1.p, model.b1.p, st.h);
         be.reluForward(st.h, st.h);
-        const res = await be.ffiTopK(st.h, model.W2.p, model.idx, model.b2.p, cfg.topk, { chunk });
-        if (res.labels.length !== B * cfg.topk) throw new Error('bad top-k result');
+        const res = await be.ffiTopK(st.h, model.W2.p, model.idx, model.b2.p, topk, { chunk });
+        if (res.labels.length !== B * topk) throw new Error('bad top-k result');
         if (i >= 2) tk.push(performance.now() - a);
       }
       const tkMs = median(tk);
-      results.topk.push({ batch: B, chunk, msPerBatch: tkMs, samplesPerSecond: (1000 * B) / tkMs });
-      console.log(`top-${cfg.topk} inference B=${B} chunk ${chunk}: median ${tkMs.toFixed(3)} ms/batch, ${((1000 * B) / tkMs).toFixed(0)} samples/s`);
+      const how = topk <= 16 ? 'fused' : `chunks of ${chunk}`;
+      results.topk.push({ variant: label, k: topk, batch: B, how, msPerBatch: tkMs, samplesPerSecond: (1000 * B) / tkMs });
+      console.log(`top-${topk} inference [${label}] B=${B} (${how}): median ${tkMs.toFixed(3)} ms/batch, ${((1000 * B) / tkMs).toFixed(0)} samples/s`);
     }
     st.dispose();
     disposeModel(model);
@@ -334,6 +335,11 @@ if (memoryLimit !== undefined) console.log(`GPU memory limit (allocator): ${mib(
 const runBackend = presetName === 'dense-670k' ? benchDense : benchBackend;
 await runBackend(createBackend('cuda', cudaOptions), 'fp32', cfg.batches);
 if (!args.includes('--no-tf32')) await runBackend(createBackend('cuda', { ...cudaOptions, tf32: true }), 'tf32', [cfg.batches[0]]);
+if (args.includes('--bf16') && presetName !== 'dense-670k') {
+  // bfloat16 gathers in the fused FFI kernels (an option: scores within ~4e-3 relative)
+  await runBackend(createBackend('cuda', { ...cudaOptions, bf16Gathers: true }), 'bf16', [cfg.batches[0]]);
+  await runBackend(createBackend('cuda', { ...cudaOptions, bf16Gathers: true, tf32: true }), 'tf32+bf16', [cfg.batches[0]]);
+}
 
 // --- PyTorch references ---------------------------------------------------------
 if (!args.includes('--no-torch')) {
@@ -363,5 +369,5 @@ if (json) writeFileSync(json, JSON.stringify(results, null, 2));
 console.log('\nsummary');
 for (const row of results.train)
   console.log(`  train [${row.variant}] B=${row.batch} ${row.phase} (${(100 * row.activeLabels).toFixed(1)}% labels with a gradient): ${row.samplesPerSecond.toFixed(0)} samples/s (${row.msPerStep.toFixed(3)} ms/step; ${row.samplesPerSecondWithRewire.toFixed(0)} with rewiring amortised), peak ${mib(row.peakBytes)} MiB`);
-for (const row of results.topk) console.log(`  top-${cfg.topk} B=${row.batch} chunk ${row.chunk}: ${row.samplesPerSecond.toFixed(0)} samples/s (${row.msPerBatch.toFixed(3)} ms/batch)`);
+for (const row of results.topk) console.log(`  top-${row.k} [${row.variant}] B=${row.batch} (${row.how}): ${row.samplesPerSecond.toFixed(0)} samples/s (${row.msPerBatch.toFixed(3)} ms/batch)`);
 process.exit(0);

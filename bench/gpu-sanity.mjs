@@ -100,5 +100,20 @@ for (const key of Object.keys(c)) {
     close(key, gres[key], c[key]);
   }
 }
+// bf16 gathers (the fused kernels' other instantiation): against the CPU at bf16 tolerance
+{
+  const bf = createBackend('cuda', { bf16Gathers: true });
+  const run = async (be) => {
+    const labels = { ptr: Uint32Array.from({ length: B + 1 }, (_, i) => 2 * i), ids: Uint32Array.from({ length: 2 * B }, (_, i) => (7 * i) % L) };
+    const t = (shape) => be.tensor('float32', shape);
+    const dX = t([B, I]), dW = t([L, k]), dB = t([L]);
+    const tx = be.fromArray(x, [B, I]), tW = be.fromArray(Wf, [L, k]), tIdx = be.fromArray(idx, [L, k]), tb = be.fromArray(b);
+    const loss = be.ffiLossBackward(tx, tW, tIdx, tb, be.fromArray(labels.ptr), be.fromArray(labels.ids), dX, dW, dB);
+    const top = await be.ffiTopK(tx, tW, tIdx, tb, 3);
+    return [...(await Promise.all([loss, dX, dW, dB].map((q) => q.read()))), top.scores];
+  };
+  const [c, h] = await Promise.all([run(cpu), run(bf)]);
+  ['bf16 loss', 'bf16 dX', 'bf16 dW', 'bf16 dB', 'bf16 top-3 scores'].forEach((what, i) => close(what, h[i], c[i], 2e-2));
+}
 console.log(failures ? `gpu-sanity: ${failures} FAILED` : 'gpu-sanity: all ok');
 process.exit(failures ? 1 : 0);

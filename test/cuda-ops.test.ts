@@ -10,6 +10,7 @@ import type { Backend, LossKind } from '../src/native/index.js';
 import { SEED, labelCsr, randomCsr, randomFfiIdx, randomLabels, rng } from './ops-helpers.js';
 import type { Rng } from './ops-helpers.js';
 import { HAVE_CUDA, cpu, cuda, denseTol, expectNear, expectSame, poisoned } from './cuda-helpers.js';
+import { CudaBackend } from '../src/native/cuda-backend.js';
 
 const TOL = 1e-4;
 
@@ -251,6 +252,46 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - fused FFI layer and loss', () => {
     expect(g[0]).toMatch(/^ffiLossBackward: labelPtr is not non-decreasing at row 1/);
     expect(g[1]).toMatch(/^ffiLossBackward: idx\[2, 1\] = 6 is not a valid source: it must be in \[0, I = 6\)/);
     expect(g).toEqual(c);
+  });
+});
+
+/** x rounded to bfloat16 (nearest even) and widened back: the values a bf16 gather reads. */
+function roundToBf16(x: Float32Array): Float32Array {
+  const out = Float32Array.from(x);
+  const u = new Uint32Array(out.buffer);
+  for (let i = 0; i < u.length; i++) u[i] = ((u[i] + 0x7fff + ((u[i] >>> 16) & 1)) >>> 16) << 16;
+  return out;
+}
+
+describe.skipIf(!HAVE_CUDA)('cuda ops - bf16 gathers', () => {
+  const bf16 = HAVE_CUDA ? new CudaBackend({ bf16Gathers: true }) : null;
+  for (const [B, I, L, k, shift] of [[128, 4096, 20_000, 32, -2], [130, 3000, 4001, 7, 0], [1, 50, 77, 5, 0]]) {
+    it(`ffiLossBackward with bf16Gathers equals the CPU backend on inputs already rounded to bf16 (B=${B}, I=${I}, L=${L}, k=${k})`, async () => {
+      const r = rng();
+      const x = roundToBf16(r.floats(B * I)), W = r.floats(L * k, 0.3), b = r.floats(L).map((v) => v + shift), idx = randomFfiIdx(r, L, k, I);
+      const { ptr, ids } = labelCsr(randomLabels(r, B, L));
+      const run = async (be: Backend) => {
+        const dX = poisoned(be, [B, I]), dW = poisoned(be, [L, k]), dB = poisoned(be, [L]), loss = poisoned(be, [1]);
+        be.ffiLossBackward(be.fromArray(x, [B, I]), be.fromArray(W, [L, k]), be.fromArray(idx, [L, k]), be.fromArray(b), be.fromArray(ptr), be.fromArray(ids), dX, dW, dB, { out: loss });
+        return Promise.all([loss.read(), dX.read(), dW.read(), dB.read()]);
+      };
+      const [c, g] = await Promise.all([run(cpu), run(bf16!)]);
+      expect(Math.abs(g[0][0] - c[0][0]) / Math.abs(c[0][0]), `loss, seed ${SEED}`).toBeLessThan(1e-5);
+      ['dX', 'dW', 'dB'].forEach((what, i) => expectNear(g[i + 1], c[i + 1], TOL, what));
+    });
+  }
+
+  it('ffiTopK with bf16Gathers ranks like the CPU backend on inputs already rounded to bf16, and is close on others', async () => {
+    const r = rng();
+    const B = 64, I = 2048, L = 30_011, k = 5, fan = 32;
+    const raw = r.floats(B * I), x = roundToBf16(raw), W = r.floats(L * fan), b = r.floats(L, 0.1), idx = randomFfiIdx(r, L, fan, I);
+    const top = (be: Backend, input: Float32Array) =>
+      be.ffiTopK(be.fromArray(input, [B, I]), be.fromArray(W, [L, fan]), be.fromArray(idx, [L, fan]), be.fromArray(b), k);
+    const [c, g] = await Promise.all([top(cpu, x), top(bf16!, x)]);
+    expect(Array.from(g.labels)).toEqual(Array.from(c.labels));
+    expectNear(g.scores, c.scores, 1e-5, 'scores');
+    const [c2, g2] = await Promise.all([top(cpu, raw), top(bf16!, raw)]);
+    expectNear(g2.scores, c2.scores, 1e-2, 'scores of unrounded inputs (bf16 rounding)');
   });
 });
 

@@ -61,13 +61,19 @@ describe.skipIf(!HAVE_CUDA)('cuda top-k - score matrices', () => {
   });
 });
 
-describe.skipIf(!HAVE_CUDA)('cuda top-k - layers over label chunks', () => {
+describe.skipIf(!HAVE_CUDA)('cuda top-k - layers (fused for k <= 16, else over label chunks)', () => {
   const shapes: [number, number, number, number, number][] = [
     // B, I, L, k, chunk
     [1, 30, 100, 5, 8192],
     [7, 64, 4321, 5, 1000],
     [33, 200, 3000, 50, 16], // k above the chunk: candidates carried across many merges
     [128, 768, 20_011, 5, 8192],
+    // the fused row-sparse top-k (k <= 16): two batch chunks of rows not a multiple of 4, k = 1 and 16,
+    // fewer labels than k (padding), and k = 17 (chunked again)
+    [130, 100, 5003, 16, 8192],
+    [256, 300, 777, 1, 8192],
+    [3, 20, 3, 5, 8192],
+    [64, 500, 10_000, 17, 4096],
   ];
   for (const [B, I, L, k, chunk] of shapes) {
     it(`denseTopK / ffiTopK / sparseTopK are top-k of the layer's scores (B=${B}, I=${I}, L=${L}, k=${k}, chunk=${chunk})`, async () => {

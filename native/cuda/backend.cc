@@ -5,7 +5,7 @@
 // over the *.cu files (kernels).
 //
 // JS surface (wrapped by src/native/cuda-backend.ts):
-//   new CudaBackend({device?, tf32?})
+//   new CudaBackend({device?, tf32?, memoryLimit?, bf16Gathers?})
 //     .tensor(dtype, shape)          -> CudaTensor, contents poisoned (0xFF bytes: NaN / -1 / 0xFFFFFFFF)
 //     .fromArray(typedArray, shape?) -> CudaTensor, a copy
 //     .sync()                        -> Promise<void>
@@ -496,6 +496,7 @@ class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
     int ordinal = 0;
     bool tf32 = false;
     int64_t memory_limit = 0;
+    bool bf16_gathers = false;
     if (info.Length() > 0 && info[0].IsObject()) {
       Napi::Object o = info[0].As<Napi::Object>();
       Napi::Value d = o.Get("device");
@@ -513,6 +514,11 @@ class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
         if (!t.IsBoolean()) throw Napi::TypeError::New(env, "CudaBackend: option tf32 must be a boolean");
         tf32 = t.As<Napi::Boolean>().Value();
       }
+      Napi::Value h = o.Get("bf16Gathers");
+      if (!h.IsUndefined()) {
+        if (!h.IsBoolean()) throw Napi::TypeError::New(env, "CudaBackend: option bf16Gathers must be a boolean");
+        bf16_gathers = h.As<Napi::Boolean>().Value();
+      }
       Napi::Value m = o.Get("memoryLimit");
       if (!m.IsUndefined()) {
         const double x = m.IsNumber() ? m.As<Napi::Number>().DoubleValue() : -1;
@@ -525,6 +531,7 @@ class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
     try {
       device_ = std::make_shared<CudaDevice>(env, ordinal, tf32);
       device_->allocator().set_limit(memory_limit);
+      device_->set_bf16_gathers(bf16_gathers);
     } catch (const Napi::Error&) {
       throw;
     } catch (const std::exception& e) {
@@ -642,6 +649,7 @@ class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
     o.Set("cublas", have_cublas());
     o.Set("tf32", device_->tf32());
     o.Set("memoryLimit", static_cast<double>(device_->allocator().limit()));
+    o.Set("bf16Gathers", device_->bf16_gathers());
     return o;
   }
 

@@ -150,6 +150,9 @@ class CudaDevice : public std::enable_shared_from_this<CudaDevice> {
   Allocator& allocator() { return *allocator_; }
   PinnedPool& pinned() { return *pinned_; }
   bool tf32() const { return tf32_; }
+  // The fused FFI kernels gather the layer input as bfloat16 (option bf16Gathers).
+  bool bf16_gathers() const { return bf16_gathers_; }
+  void set_bf16_gathers(bool on) { bf16_gathers_ = on; }
   int multiprocessors() const { return multiprocessors_; }
   const std::string& name() const { return name_; }
   std::pair<int, int> compute_capability() const { return {cc_major_, cc_minor_}; }
@@ -204,6 +207,7 @@ class CudaDevice : public std::enable_shared_from_this<CudaDevice> {
 
   int ordinal_;
   bool tf32_;
+  bool bf16_gathers_ = false;
   napi_env env_;
   int multiprocessors_ = 0, cc_major_ = 0, cc_minor_ = 0;
   std::string name_;
@@ -272,6 +276,13 @@ struct TransposedInput {
   const float* data;
 };
 TransposedInput transposed_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I);
+// The input of a fused row-sparse kernel: xT [I, B] as float32, or as bfloat16 where the device's
+// bf16Gathers option is on (rowsparse_ops.cc).
+struct GatherScratch {
+  std::shared_ptr<Buffer> scratch;
+  GatherInput input;
+};
+GatherScratch gather_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I);
 
 // Row-major C[M, N] = op(A) op(B) (gemm.cc): cuBLAS when built in, else sgemm_fallback.
 void gemm(const OpCall& call, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,

@@ -2,6 +2,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdint>
 
 #include "kernels.h"
@@ -43,6 +44,16 @@ __device__ __forceinline__ uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
+}
+
+// The top-k ranking key of (score, label) (topk.cu explains the order): higher scores first,
+// equal scores by smaller label, NaN as -Infinity, -0 as +0; 0 means "empty".
+__device__ __forceinline__ unsigned long long topk_key(float s, uint32_t label) {
+  if (s != s) s = -INFINITY;
+  if (s == 0.0f) s = 0.0f;
+  const uint32_t u = __float_as_uint(s);
+  const uint32_t ord = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<unsigned long long>(ord) << 32) | (0xFFFFFFFFu - label);
 }
 
 // Blocks for a grid-stride loop over n elements.

@@ -8,6 +8,7 @@
 //                                   keep[i] = (mix64(seed + i * 0x9E3779B97F4A7C15) >> 40) * 2^-24 >= p,
 //                                   i the flat index: the CPU backend's mask, bit for bit
 //   transpose(x [rows, cols]) -> xT [cols, rows]   (32 x 32 tiles through shared memory)
+//   transpose_bf16: the same, stored as bfloat16 (round to nearest even)
 //
 // Layout: flat arrays of n 4-byte elements; grid-stride loops, one element
 // per thread and step (these ops are memory bound and rare next to the layers).
@@ -56,7 +57,15 @@ __global__ void dropout_kernel(const DeviceStatus* st, const float* x, float* ou
 
 // One 32 x 32 tile per block of 32 x 8 threads (row tiles beyond the grid's y
 // limit loop); the +1 column avoids shared-memory bank conflicts.
-__global__ void transpose_kernel(const DeviceStatus* st, const float* x, int64_t rows, int64_t cols, float* xT) {
+// Stored type of a transposed copy: float, or bfloat16 bits (rounded to nearest even; NaN stays NaN).
+__device__ __forceinline__ void store_as(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store_as(uint16_t* p, float v) {
+  const uint32_t u = __float_as_uint(v);
+  *p = (v != v) ? static_cast<uint16_t>((u >> 16) | 0x40u) : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+template <class T>
+__global__ void transpose_kernel(const DeviceStatus* st, const float* x, int64_t rows, int64_t cols, T* xT) {
   XMC_RETURN_IF_FAILED(st);
   __shared__ float tile[32][33];
   const int64_t c0 = (int64_t)blockIdx.x * 32;
@@ -68,7 +77,7 @@ __global__ void transpose_kernel(const DeviceStatus* st, const float* x, int64_t
     __syncthreads();
     for (int j = threadIdx.y; j < 32; j += 8) {
       const int64_t c = c0 + j, r = r0 + threadIdx.x;
-      if (r < rows && c < cols) xT[c * rows + r] = tile[threadIdx.x][j];
+      if (r < rows && c < cols) store_as(xT + c * rows + r, tile[threadIdx.x][j]);
     }
     __syncthreads();
   }
@@ -107,12 +116,21 @@ void dropout(const Launch& ctx, const float* x, float* out, int64_t n, float p, 
   check_launch(ctx.op, "dropout_kernel");
 }
 
-void transpose(const Launch& ctx, const float* x, int64_t rows, int64_t cols, float* xT) {
+template <class T>
+static void transpose_to(const Launch& ctx, const float* x, int64_t rows, int64_t cols, T* xT) {
   if (rows <= 0 || cols <= 0) return;
   const int64_t gx = (cols + 31) / 32, gy = (rows + 31) / 32;
   if (gx > 2147483647) throw CudaFailure(std::string(ctx.op) + ": transpose: too many columns");
-  transpose_kernel<<<dim3((unsigned)gx, (unsigned)(gy < 65535 ? gy : 65535)), dim3(32, 8), 0, ctx.stream>>>(ctx.status, x, rows, cols, xT);
+  transpose_kernel<T><<<dim3((unsigned)gx, (unsigned)(gy < 65535 ? gy : 65535)), dim3(32, 8), 0, ctx.stream>>>(ctx.status, x, rows, cols, xT);
   check_launch(ctx.op, "transpose_kernel");
+}
+
+void transpose(const Launch& ctx, const float* x, int64_t rows, int64_t cols, float* xT) {
+  transpose_to(ctx, x, rows, cols, xT);
+}
+
+void transpose_bf16(const Launch& ctx, const float* x, int64_t rows, int64_t cols, uint16_t* xT) {
+  transpose_to(ctx, x, rows, cols, xT);
 }
 
 }  // namespace xmc::cuda

@@ -76,6 +76,8 @@ void relu_backward(const Launch& ctx, const float* out, const float* dOut, float
 void dropout(const Launch& ctx, const float* x, float* out, int64_t n, float p, uint64_t seed);
 // x [rows, cols] -> xT [cols, rows]
 void transpose(const Launch& ctx, const float* x, int64_t rows, int64_t cols, float* xT);
+// The same, stored as bfloat16 bits (the upper half of the float32, rounded to nearest even).
+void transpose_bf16(const Launch& ctx, const float* x, int64_t rows, int64_t cols, uint16_t* xT);
 
 // --- dense.cu ---------------------------------------------------------------
 // out[b, o] += bias[o] for out [B, O] with row stride ldo
@@ -88,6 +90,11 @@ void sgemm_fallback(const Launch& ctx, bool trans_a, bool trans_b, int64_t M, in
                     int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc);
 
 // --- rowsparse.cu (FFI and CSR layers) --------------------------------------
+// A transposed layer input xT [I, B]: float32, or bfloat16 bits (the bf16Gathers option).
+struct GatherInput {
+  const void* data;
+  bool bf16;
+};
 struct RowSparseDev {
   const uint32_t* row_ptr;  // [L+1], or null for fixed fan-in
   int64_t fan_in;           // k when row_ptr is null
@@ -114,7 +121,14 @@ int64_t rowsparse_loss_backward_blocks(int64_t L);
 // Scores (forward + bias), loss and gradient per (b, l) in registers, then the backward from that gradient:
 // dB, dW overwritten; dXT [I, B] (may be null) must be zero and receives the scatter. [B, L] is never stored.
 void rowsparse_loss_backward(const Launch& ctx, const RowSparseDev& rows, const float* bias, int64_t L, int64_t I,
-                             const float* xT, int64_t B, const FusedLossDev& loss, float* dXT, float* dW, float* dB);
+                             GatherInput xT, int64_t B, const FusedLossDev& loss, float* dXT, float* dW, float* dB);
+// Fused top-k of a row-sparse layer's output, k in [1, kMaxTopK = 16]: scores of label tiles and per-row
+// candidates in one kernel (no [B, chunk] scores), then the top k per row into out [B, k] (keys as in topk.cu,
+// labels local: 0..L-1). cand needs B * rowsparse_topk_candidates(...) keys.
+int64_t rowsparse_topk_candidates(int64_t L, int64_t k, int multiprocessors, int64_t* per_block);
+void rowsparse_topk(const Launch& ctx, const RowSparseDev& rows, const float* bias, GatherInput xT, int64_t B, int64_t I,
+                    int64_t L, int64_t k, int multiprocessors, unsigned long long* cand, unsigned long long* out);
+constexpr int64_t kFusedTopKMaxK = 16;
 // rowPtr checks, ranks 1 (rowPtr[0] != 0), 2 (rowPtr[l+1] < rowPtr[l]), 3 (rowPtr[L] != nnz).
 void check_csr_row_ptr(const Launch& ctx, const uint32_t* row_ptr, int64_t L, int64_t nnz);
 

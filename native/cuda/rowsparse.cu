@@ -48,6 +48,7 @@
 // read as source 0 with weight 0, so a bad index never reaches memory; the
 // op's finalize_checks reports it. CSR structures are checked first by
 // check_csr_row_ptr (the kernels trust rowPtr once it passed).
+#include <algorithm>
 #include <string>
 
 #include "common.cuh"
@@ -60,7 +61,8 @@ constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kChunk = 128;  // batch rows per pass
 constexpr int kPad = 4;      // keeps float4 rows aligned in shared memory
-constexpr int kSparseRows = 12;  // fused backward: at most this many rows with a gradient -> row-by-row path
+constexpr int kSparseRows = 12;
+constexpr int kMaxTopK = 16;  // the fused top-k keeps k keys per thread in registers  // fused backward: at most this many rows with a gradient -> row-by-row path
 
 __device__ __forceinline__ int64_t row_begin(const RowSparseDev& r, int64_t l) {
   return r.row_ptr ? static_cast<int64_t>(r.row_ptr[l]) : l * r.fan_in;
@@ -85,11 +87,21 @@ __device__ __forceinline__ void load_connection(DeviceStatus* st, const RowSpars
   }
 }
 
+// Loads of the transposed input: float32, or bfloat16 bits widened to float32.
+__device__ __forceinline__ float load1(const float* p) { return *p; }
+__device__ __forceinline__ float load1(const uint16_t* p) { return __uint_as_float(static_cast<uint32_t>(*p) << 16); }
+__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ float4 load4(const uint16_t* p) {  // 4 bf16 = 8 bytes (p is 8-byte aligned)
+  const uint2 v = *reinterpret_cast<const uint2*>(p);
+  return make_float4(__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xFFFF0000u), __uint_as_float(v.y << 16),
+                     __uint_as_float(v.y & 0xFFFF0000u));
+}
+
 // One label's scores over its connections [e0, e1) for this lane's rows of the
 // batch chunk [c0, c0 + nb): acc[r] += sum_e W[e] * xT[src[e], row r] (rows
 // lane*4 + r with float4 gathers, else lane + 32 r). Every lane of the warp calls it.
-template <bool kVec4>
-__device__ __forceinline__ void label_scores(DeviceStatus* st, const RowSparseDev& rows, const float* xT, int B,
+template <bool kVec4, class T>
+__device__ __forceinline__ void label_scores(DeviceStatus* st, const RowSparseDev& rows, const T* xT, int B,
                                              uint32_t I, int64_t e0, int64_t e1, int c0, int nb, int lane,
                                              float acc[4]) {
   for (int64_t e = e0; e < e1; e += 32) {
@@ -100,10 +112,10 @@ __device__ __forceinline__ void label_scores(DeviceStatus* st, const RowSparseDe
     for (int j = 0; j < n; ++j) {
       const float wj = __shfl_sync(kFullMask, w, j);
       const uint32_t sj = __shfl_sync(kFullMask, s, j);
-      const float* xs = xT + (int64_t)sj * B + c0;
+      const T* xs = xT + (int64_t)sj * B + c0;
       if (kVec4) {
         if (lane * 4 < nb) {
-          const float4 v = *reinterpret_cast<const float4*>(xs + lane * 4);
+          const float4 v = load4(xs + lane * 4);
           acc[0] += wj * v.x;
           acc[1] += wj * v.y;
           acc[2] += wj * v.z;
@@ -112,7 +124,7 @@ __device__ __forceinline__ void label_scores(DeviceStatus* st, const RowSparseDe
       } else {
 #pragma unroll
         for (int r = 0; r < 4; ++r)
-          if (lane + 32 * r < nb) acc[r] += wj * xs[lane + 32 * r];
+          if (lane + 32 * r < nb) acc[r] += wj * load1(xs + lane + 32 * r);
       }
     }
   }
@@ -133,8 +145,8 @@ __device__ __forceinline__ void scatter_add4(float* p, float a, float b, float c
 // label_scores): dW[e] = (first ? 0 : dW[e]) + sum_b g[b] * xT[src[e], b], and
 // dXT[src[e], b] += W[e] * g[b] (atomics; dXT may be null). With skip_zero, rows
 // whose gradient is 0 do no atomics. Every lane of the warp calls it.
-template <bool kVec4>
-__device__ __forceinline__ void label_backward(DeviceStatus* st, const RowSparseDev& rows, const float* xT, int B,
+template <bool kVec4, class T>
+__device__ __forceinline__ void label_backward(DeviceStatus* st, const RowSparseDev& rows, const T* xT, int B,
                                                uint32_t I, int64_t e0, int64_t e1, int c0, int nb, int lane,
                                                const float gv[4], bool first, bool skip_zero, float* dXT, float* dW) {
   const bool lane_has_g = !skip_zero || gv[0] != 0.0f || gv[1] != 0.0f || gv[2] != 0.0f || gv[3] != 0.0f;
@@ -151,7 +163,7 @@ __device__ __forceinline__ void label_backward(DeviceStatus* st, const RowSparse
       float dot = 0.0f;
       if (kVec4) {
         if (lane * 4 < nb) {
-          const float4 v = *reinterpret_cast<const float4*>(xT + base + lane * 4);
+          const float4 v = load4(xT + base + lane * 4);
           dot = (gv[0] * v.x + gv[1] * v.y) + (gv[2] * v.z + gv[3] * v.w);
           if (dXT && lane_has_g) scatter_add4(dXT + base + lane * 4, wj * gv[0], wj * gv[1], wj * gv[2], wj * gv[3]);
         }
@@ -160,7 +172,7 @@ __device__ __forceinline__ void label_backward(DeviceStatus* st, const RowSparse
         for (int r = 0; r < 4; ++r) {
           const int b = lane + 32 * r;
           if (b < nb) {
-            dot += gv[r] * xT[base + b];
+            dot += gv[r] * load1(xT + base + b);
             if (dXT && (!skip_zero || gv[r] != 0.0f)) atomicAdd(dXT + base + b, wj * gv[r]);
           }
         }
@@ -186,7 +198,7 @@ __global__ __launch_bounds__(kThreads) void forward_kernel(DeviceStatus* st, Row
     for (int t = warp; t < nl; t += kWarps) {
       const int64_t l = la + t, e0 = row_begin(rows, l), e1 = row_end(rows, l);
       float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      label_scores<kVec4>(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
+      label_scores<kVec4, float>(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
       if (kVec4) {
         if (lane * 4 < nb) *reinterpret_cast<float4*>(&tile[t][lane * 4]) = make_float4(acc[0], acc[1], acc[2], acc[3]);
       } else {
@@ -237,7 +249,7 @@ __global__ __launch_bounds__(kThreads) void backward_kernel(DeviceStatus* st, Ro
       }
       const float gsum = warp_sum((gv[0] + gv[1]) + (gv[2] + gv[3]));
       if (lane == 0) dB[l] = first ? gsum : dB[l] + gsum;
-      label_backward<kVec4>(st, rows, xT, B, I, e0, e1, c0, nb, lane, gv, first, false, dXT, dW);
+      label_backward<kVec4, float>(st, rows, xT, B, I, e0, e1, c0, nb, lane, gv, first, false, dXT, dW);
     }
     __syncthreads();
   }
@@ -261,9 +273,9 @@ __device__ __forceinline__ float loss_term(bool bce, float s, bool y, float scal
   return softplus;
 }
 
-template <bool kVec4>
+template <bool kVec4, class T>
 __global__ __launch_bounds__(kThreads) void loss_backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
-                                                                 const float* xT, int B, uint32_t I, int64_t L,
+                                                                 const T* xT, int B, uint32_t I, int64_t L,
                                                                  FusedLossDev loss, float* dXT, float* dW, float* dB) {
   XMC_RETURN_IF_FAILED(st);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -279,7 +291,7 @@ __global__ __launch_bounds__(kThreads) void loss_backward_kernel(DeviceStatus* s
       const bool first = c0 == 0;
       // Forward: this lane's rows of the label's scores.
       float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      label_scores<kVec4>(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
+      label_scores<kVec4, T>(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
       // Loss and gradient, in registers.
       float gv[4];
       float lane_loss = 0.0f;
@@ -315,7 +327,7 @@ __global__ __launch_bounds__(kThreads) void loss_backward_kernel(DeviceStatus* s
           uint32_t s;
           load_connection(st, rows, e + lane, e1, I, w, s);
           const bool mine = e + lane < e1;
-          const float* xs = xT + (int64_t)s * B + c0;
+          const T* xs = xT + (int64_t)s * B + c0;
           float* dxs = dXT ? dXT + (int64_t)s * B + c0 : nullptr;
           float dot = 0.0f;
 #pragma unroll
@@ -325,7 +337,7 @@ __global__ __launch_bounds__(kThreads) void loss_backward_kernel(DeviceStatus* s
               const float gb = __shfl_sync(kFullMask, gv[r], t);
               const int b = kVec4 ? t * 4 + r : t + 32 * r;
               if (mine) {
-                dot += gb * xs[b];
+                dot += gb * load1(xs + b);
                 if (dxs) atomicAdd(dxs + b, w * gb);
               }
             }
@@ -335,7 +347,7 @@ __global__ __launch_bounds__(kThreads) void loss_backward_kernel(DeviceStatus* s
         continue;
       }
       // Backward from g: dW (dot products) and the dX scatter, as backward_kernel (zero rows skip their atomics).
-      label_backward<kVec4>(st, rows, xT, B, I, e0, e1, c0, nb, lane, gv, first, true, dXT, dW);
+      label_backward<kVec4, T>(st, rows, xT, B, I, e0, e1, c0, nb, lane, gv, first, true, dXT, dW);
     }
   }
   __shared__ double warps[kWarps];
@@ -345,6 +357,117 @@ __global__ __launch_bounds__(kThreads) void loss_backward_kernel(DeviceStatus* s
     double t = 0.0;
     for (int w = 0; w < kWarps; ++w) t += warps[w];
     loss.partial[blockIdx.x] = t;
+  }
+}
+
+// --- fused top-k ---------------------------------------------------------------
+// Block b owns labels [b * per_block, (b + 1) * per_block): per batch chunk of
+// 128 rows, its warps compute the scores of 64 labels at a time (as the forward
+// kernel, into a shared [64, 128] tile), and two threads per row keep the row's
+// top k keys of the labels they scan (32 of each tile) in registers. Each
+// thread then writes its k keys: cand [B, blocks * 2 * k]. topk_select_kernel
+// reduces a row's candidates to its top k ([B, k], for topk_finish).
+constexpr int kTopKTile = 64;
+static_assert(kThreads == 2 * kChunk, "topk_scores_kernel: two threads per row of a batch chunk");
+
+template <bool kVec4, class T>
+__global__ __launch_bounds__(kThreads) void topk_scores_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
+                                                               const T* xT, int B, uint32_t I, int64_t L,
+                                                               int64_t per_block, int k, unsigned long long* cand,
+                                                               int64_t per_row) {
+  XMC_RETURN_IF_FAILED(st);
+  __shared__ __align__(16) float tile[kTopKTile][kChunk + kPad];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row = threadIdx.x / 2, half = threadIdx.x % 2;  // 256 threads: 2 per row of a 128-row chunk
+  const int64_t lb0 = (int64_t)blockIdx.x * per_block, lb1 = min64(L, lb0 + per_block);
+  for (int c0 = 0; c0 < B; c0 += kChunk) {
+    const int nb = min(kChunk, B - c0);
+    unsigned long long keys[kMaxTopK];
+#pragma unroll
+    for (int i = 0; i < kMaxTopK; ++i) keys[i] = 0ull;
+    unsigned long long floor_key = 0ull;  // the k-th best so far (0: fewer than k)
+    for (int64_t la = lb0; la < lb1; la += kTopKTile) {
+      const int nl = (int)min64(kTopKTile, lb1 - la);
+      for (int t = warp; t < nl; t += kWarps) {
+        const int64_t l = la + t;
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        label_scores<kVec4, T>(st, rows, xT, B, I, row_begin(rows, l), row_end(rows, l), c0, nb, lane, acc);
+        const float bl = bias ? bias[l] : 0.0f;
+        if (kVec4) {
+          if (lane * 4 < nb)
+            *reinterpret_cast<float4*>(&tile[t][lane * 4]) = make_float4(acc[0] + bl, acc[1] + bl, acc[2] + bl, acc[3] + bl);
+        } else {
+#pragma unroll
+          for (int r = 0; r < 4; ++r)
+            if (lane + 32 * r < nb) tile[t][lane + 32 * r] = acc[r] + bl;
+        }
+      }
+      __syncthreads();
+      if (row < nb) {
+        const int j1 = min(nl, (half + 1) * (kTopKTile / 2));
+        for (int j = half * (kTopKTile / 2); j < j1; ++j) {
+          unsigned long long x = topk_key(tile[j][row], static_cast<uint32_t>(la + j));
+          if (x <= floor_key) continue;
+#pragma unroll
+          for (int i = 0; i < kMaxTopK; ++i) {  // insertion into the descending list
+            if (i < k && x > keys[i]) {
+              const unsigned long long y = keys[i];
+              keys[i] = x;
+              x = y;
+            }
+            if (i == k - 1) floor_key = keys[i];
+          }
+        }
+      }
+      __syncthreads();
+    }
+    if (row < nb) {
+      unsigned long long* out = cand + (int64_t)(c0 + row) * per_row + ((int64_t)blockIdx.x * 2 + half) * k;
+#pragma unroll
+      for (int i = 0; i < kMaxTopK; ++i)
+        if (i < k) out[i] = keys[i];
+    }
+  }
+}
+
+// One warp per row: the k largest of the row's n candidate keys -> out [B, k] (descending; 0 = empty).
+__global__ __launch_bounds__(kThreads) void topk_select_kernel(const DeviceStatus* st, const unsigned long long* cand,
+                                                               int64_t n, int B, int k, unsigned long long* out) {
+  XMC_RETURN_IF_FAILED(st);
+  const int lane = threadIdx.x % 32;
+  const int64_t b = (int64_t)blockIdx.x * kWarps + threadIdx.x / 32;
+  if (b >= B) return;
+  unsigned long long keys[kMaxTopK];
+#pragma unroll
+  for (int i = 0; i < kMaxTopK; ++i) keys[i] = 0ull;
+  unsigned long long floor_key = 0ull;
+  for (int64_t i = lane; i < n; i += 32) {
+    unsigned long long x = cand[b * n + i];
+    if (x <= floor_key) continue;
+#pragma unroll
+    for (int j = 0; j < kMaxTopK; ++j) {
+      if (j < k && x > keys[j]) {
+        const unsigned long long y = keys[j];
+        keys[j] = x;
+        x = y;
+      }
+      if (j == k - 1) floor_key = keys[j];
+    }
+  }
+  // k rounds: the warp's largest head wins and is popped by its lane (keys are distinct, except 0).
+  for (int r = 0; r < k; ++r) {
+    unsigned long long best = keys[0];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const unsigned long long other = __shfl_xor_sync(kFullMask, best, o);
+      best = other > best ? other : best;
+    }
+    if (lane == 0) out[b * k + r] = best;
+    if (best != 0ull && keys[0] == best) {
+#pragma unroll
+      for (int j = 0; j + 1 < kMaxTopK; ++j) keys[j] = keys[j + 1];
+      keys[kMaxTopK - 1] = 0ull;
+    }
   }
 }
 
@@ -390,17 +513,67 @@ void rowsparse_backward(const Launch& ctx, const RowSparseDev& rows, int64_t L, 
 
 int64_t rowsparse_loss_backward_blocks(int64_t L) { return (L + kWarps - 1) / kWarps; }
 
+template <class T>
+static void launch_loss_backward(const Launch& ctx, unsigned blocks, const RowSparseDev& rows, const float* bias, int64_t L,
+                                 int64_t I, const T* xT, int64_t B, const FusedLossDev& loss, float* dXT, float* dW, float* dB) {
+  if (B % 4 == 0)
+    loss_backward_kernel<true, T><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
+  else
+    loss_backward_kernel<false, T><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
+  check_launch(ctx.op, "rowsparse loss_backward_kernel");
+}
+
 void rowsparse_loss_backward(const Launch& ctx, const RowSparseDev& rows, const float* bias, int64_t L, int64_t I,
-                             const float* xT, int64_t B, const FusedLossDev& loss, float* dXT, float* dW, float* dB) {
+                             GatherInput xT, int64_t B, const FusedLossDev& loss, float* dXT, float* dW, float* dB) {
   if (L <= 0) return;
   check_dims(ctx, B, I);
   const int64_t blocks = rowsparse_loss_backward_blocks(L);
   if (blocks > 2147483647) throw CudaFailure(std::string(ctx.op) + ": too many labels");
-  if (B % 4 == 0)
-    loss_backward_kernel<true><<<(unsigned)blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
+  if (xT.bf16)
+    launch_loss_backward(ctx, (unsigned)blocks, rows, bias, L, I, static_cast<const uint16_t*>(xT.data), B, loss, dXT, dW, dB);
   else
-    loss_backward_kernel<false><<<(unsigned)blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
-  check_launch(ctx.op, "rowsparse loss_backward_kernel");
+    launch_loss_backward(ctx, (unsigned)blocks, rows, bias, L, I, static_cast<const float*>(xT.data), B, loss, dXT, dW, dB);
+}
+
+int64_t rowsparse_topk_candidates(int64_t L, int64_t k, int multiprocessors, int64_t* per_block) {
+  // about 4 blocks per multiprocessor, whole tiles of 64 labels each
+  const int64_t target = std::max<int64_t>(1, 4 * (int64_t)multiprocessors);
+  int64_t pb = (L + target - 1) / target;
+  pb = std::max<int64_t>(kTopKTile, (pb + kTopKTile - 1) / kTopKTile * kTopKTile);
+  *per_block = pb;
+  const int64_t blocks = std::max<int64_t>(1, (L + pb - 1) / pb);
+  return blocks * 2 * k;
+}
+
+template <class T>
+static void launch_topk_scores(const Launch& ctx, unsigned blocks, const RowSparseDev& rows, const float* bias, const T* xT,
+                               int64_t B, int64_t I, int64_t L, int64_t per_block, int64_t k, unsigned long long* cand,
+                               int64_t per_row) {
+  if (B % 4 == 0)
+    topk_scores_kernel<true, T><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row);
+  else
+    topk_scores_kernel<false, T><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row);
+  check_launch(ctx.op, "rowsparse topk_scores_kernel");
+}
+
+void rowsparse_topk(const Launch& ctx, const RowSparseDev& rows, const float* bias, GatherInput xT, int64_t B, int64_t I,
+                    int64_t L, int64_t k, int multiprocessors, unsigned long long* cand, unsigned long long* out) {
+  if (B <= 0) return;
+  if (k < 1 || k > kMaxTopK) throw CudaFailure(std::string(ctx.op) + ": the fused top-k takes k in [1, 16]");
+  check_dims(ctx, B, I);
+  int64_t per_block = 0;
+  const int64_t per_row = rowsparse_topk_candidates(L, k, multiprocessors, &per_block);
+  const int64_t blocks = per_row / (2 * k);
+  if (L > 0) {
+    if (xT.bf16)
+      launch_topk_scores(ctx, (unsigned)blocks, rows, bias, static_cast<const uint16_t*>(xT.data), B, I, L, per_block, k, cand, per_row);
+    else
+      launch_topk_scores(ctx, (unsigned)blocks, rows, bias, static_cast<const float*>(xT.data), B, I, L, per_block, k, cand, per_row);
+  } else {
+    check(cudaMemsetAsync(cand, 0, sizeof(unsigned long long) * B * per_row, ctx.stream), ctx.op, "cudaMemsetAsync");
+  }
+  topk_select_kernel<<<(unsigned)((B + kWarps - 1) / kWarps), kThreads, 0, ctx.stream>>>(ctx.status, cand, per_row, (int)B, (int)k, out);
+  check_launch(ctx.op, "rowsparse topk_select_kernel");
 }
 
 void check_csr_row_ptr(const Launch& ctx, const uint32_t* row_ptr, int64_t L, int64_t nnz) {

@@ -102,6 +102,18 @@ TransposedInput transposed_input(const OpCall& call, const Tensor& x, int64_t B,
   return t;
 }
 
+GatherScratch gather_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I) {
+  if (!call.device().bf16_gathers()) {
+    TransposedInput t = transposed_input(call, x, B, I);
+    return {t.scratch, {t.data, false}};
+  }
+  GatherScratch g;
+  g.scratch = call.scratch(sizeof(uint16_t) * std::max<int64_t>(1, B * I));
+  transpose_bf16(call.launch(), x.data<float>(), B, I, static_cast<uint16_t*>(g.scratch->data()));
+  g.input = {g.scratch->data(), true};
+  return g;
+}
+
 namespace {
 
 void check_backward_outputs(const OpCall& call, const Tensor& x, const Tensor& W, const Tensor& dOut,
@@ -233,7 +245,7 @@ Napi::Value FfiLossBackward(const Napi::CallbackInfo& info) {
     const FusedLossDev fused{static_cast<const uint32_t*>(bits->data()), words, sh.loss.bce, static_cast<float>(inv),
                              static_cast<double*>(partial->data())};
 
-    TransposedInput xT = transposed_input(call, x, B, I);
+    GatherScratch xT = gather_input(call, x, B, I);
     std::shared_ptr<Buffer> dxt;
     float* dXT = nullptr;
     if (dX && B * I > 0) {
@@ -246,7 +258,7 @@ Napi::Value FfiLossBackward(const Napi::CallbackInfo& info) {
       fill_u32(ctx, reinterpret_cast<uint32_t*>(dXT), B * I, 0);
     }
     const RowSparseDev rows{nullptr, k, idx.data<uint32_t>(), W.data<float>(), 4};
-    rowsparse_loss_backward(ctx, rows, b.data<float>(), L, I, xT.data, B, fused, dXT, dW.data<float>(), dB.data<float>());
+    rowsparse_loss_backward(ctx, rows, b.data<float>(), L, I, xT.input, B, fused, dXT, dW.data<float>(), dB.data<float>());
     finalize_checks(ctx, serial, values);
     if (L > 0) loss_reduce(ctx, fused.partial, blocks, inv, loss.data<float>());
     else fill_u32(ctx, loss.data<uint32_t>(), 1, 0);

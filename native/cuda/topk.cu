@@ -34,13 +34,6 @@ namespace {
 using u64 = unsigned long long;
 constexpr int kThreads = 512;
 
-__device__ __forceinline__ u64 make_key(float s, uint32_t label) {
-  if (s != s) s = -INFINITY;
-  if (s == 0.0f) s = 0.0f;
-  const uint32_t u = __float_as_uint(s);
-  const uint32_t ord = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-  return (static_cast<u64>(ord) << 32) | (0xFFFFFFFFu - label);
-}
 
 __device__ __forceinline__ float key_score(u64 key) {
   const uint32_t ord = static_cast<uint32_t>(key >> 32);
@@ -88,7 +81,7 @@ __global__ __launch_bounds__(kThreads) void merge_kernel(const DeviceStatus* st,
       present = true;
       return ci[i];
     }
-    const u64 key = make_key(row[i - k], static_cast<uint32_t>(label_base + (i - k)));
+    const u64 key = topk_key(row[i - k], static_cast<uint32_t>(label_base + (i - k)));
     present = key > floor;
     return key;
   };

@@ -6,7 +6,10 @@
 //   sparseTopK(x[B,I], rowPtr[L+1], col[nnz], W[nnz], b[L], k, {labelOffset, chunk})
 //   -> Promise<{labels: Int32Array [B*k], scores: Float32Array [B*k]}>
 //
-// The layer variants compute `chunk` labels at a time into a [B, chunk]
+// ffiTopK and sparseTopK with k <= 16 use the fused kernel of rowsparse.cu
+// (scores of 64-label tiles and per-row candidates in registers; `chunk` is
+// not used): device memory B * 2 * k * (about 4 blocks per multiprocessor)
+// candidate keys. The other layer variants (and k > 16) compute `chunk` labels at a time into a [B, chunk]
 // scratch block (the forward kernels of dense / FFI / CSR layers, same
 // arithmetic as denseForward / ffiForward / sparseForward) and merge each
 // block into the [B, k] candidates, never building [B, L]. Device memory:
@@ -64,12 +67,17 @@ class Candidates {
 };
 
 // Sorts the candidates, copies labels and scores to pinned memory and returns the promise.
+Napi::Value finish_keys(const OpCall& call, const TopKPlan& p, const Keys* keys, uint32_t own_serial);
 Napi::Value finish(const OpCall& call, const TopKPlan& p, const Candidates& cand, uint32_t own_serial) {
+  return finish_keys(call, p, cand.current(), own_serial);
+}
+
+Napi::Value finish_keys(const OpCall& call, const TopKPlan& p, const Keys* keys, uint32_t own_serial) {
   const Launch ctx = call.launch();
   const size_t n = static_cast<size_t>(p.B * p.k);
   std::shared_ptr<Buffer> labels = call.scratch(sizeof(int32_t) * n), scores = call.scratch(sizeof(float) * n);
   std::shared_ptr<Buffer> sort = call.scratch(topk_finish_scratch_bytes(p.B, p.k));
-  topk_finish(ctx, cand.current(), p.B, p.k, p.offset, static_cast<int32_t*>(labels ? labels->data() : nullptr),
+  topk_finish(ctx, keys, p.B, p.k, p.offset, static_cast<int32_t*>(labels ? labels->data() : nullptr),
               static_cast<float*>(scores ? scores->data() : nullptr), sort ? sort->data() : nullptr);
   std::shared_ptr<void> staging;
   if (n) {
@@ -150,6 +158,28 @@ void rowsparse_chunks(const OpCall& call, const TopKPlan& p, Candidates& cand, c
   }
 }
 
+// A row-sparse layer's top-k (FFI or CSR), after its checks: fused (no [B, chunk] scores) for k <= 16,
+// else in chunks of labels merged into the candidates.
+Napi::Value rowsparse_topk_op(const OpCall& call, const TopKPlan& p, const RowSparseDev& rows, const float* bias,
+                              const Tensor& x, int64_t I, uint32_t serial, const CheckValues& values) {
+  if (p.k <= kFusedTopKMaxK) {
+    GatherScratch xT = gather_input(call, x, p.B, I);
+    int64_t per_block = 0;
+    const int sms = call.device().multiprocessors();
+    const int64_t per_row = rowsparse_topk_candidates(p.L, p.k, sms, &per_block);
+    std::shared_ptr<Buffer> cand = call.scratch(sizeof(Keys) * std::max<int64_t>(1, p.B * per_row));
+    std::shared_ptr<Buffer> top = call.scratch(sizeof(Keys) * std::max<int64_t>(1, p.B * p.k));
+    rowsparse_topk(call.launch(), rows, bias, xT.input, p.B, I, p.L, p.k, sms, static_cast<Keys*>(cand->data()),
+                   static_cast<Keys*>(top->data()));
+    finalize_checks(call.launch(), serial, values);
+    return finish_keys(call, p, static_cast<const Keys*>(top->data()), serial);
+  }
+  Candidates cand(call, p);
+  rowsparse_chunks(call, p, cand, rows, bias, x, I);
+  finalize_checks(call.launch(), serial, values);
+  return finish(call, p, cand, serial);
+}
+
 Napi::Value FfiTopK(const Napi::CallbackInfo& info) {
   return guarded(info, "ffiTopK", [&]() -> Napi::Value {
     OpCall call(info, "ffiTopK");
@@ -160,13 +190,10 @@ Napi::Value FfiTopK(const Napi::CallbackInfo& info) {
     auto [L, fan_in] = check_ffi_layer(call, W, idx, &b);
     const TopKPlan p = plan_topk(call, B, L, 5, 6);
     const uint32_t serial = call.device().register_check(ffi_idx_formatter("ffiTopK", idx.dtype, fan_in, I));
-    Candidates cand(call, p);
     const RowSparseDev rows{nullptr, fan_in, idx.data<uint32_t>(), W.data<float>(), 1};
-    rowsparse_chunks(call, p, cand, rows, b.data<float>(), x, I);
     CheckValues values;
     values.v0_src[0] = idx.data<uint32_t>();
-    finalize_checks(call.launch(), serial, values);
-    return finish(call, p, cand, serial);
+    return rowsparse_topk_op(call, p, rows, b.data<float>(), x, I, serial, values);
   });
 }
 
@@ -184,11 +211,8 @@ Napi::Value SparseTopK(const Napi::CallbackInfo& info) {
     const CheckValues values = csr_check_values(rowPtr, col);
     check_csr_row_ptr(call.launch(), rowPtr.data<uint32_t>(), L, nnz);
     finalize_checks(call.launch(), serial, values);
-    Candidates cand(call, p);
     const RowSparseDev rows{rowPtr.data<uint32_t>(), 0, col.data<uint32_t>(), W.data<float>(), 4};
-    rowsparse_chunks(call, p, cand, rows, b.data<float>(), x, I);
-    finalize_checks(call.launch(), serial, values);
-    return finish(call, p, cand, serial);
+    return rowsparse_topk_op(call, p, rows, b.data<float>(), x, I, serial, values);
   });
 }
 

@@ -37,6 +37,8 @@ export interface CudaDeviceInfo {
   tf32: boolean;
   /** Bytes the backend's allocator may hold at once (0: no limit). */
   memoryLimit: number;
+  /** The fused FFI kernels gather their input as bfloat16. */
+  bf16Gathers: boolean;
 }
 
 /** The addon's backend object (class CudaBackend in native/cuda/backend.cc). */
@@ -46,7 +48,7 @@ interface NativeCudaBackend extends NativeBackendObject {
 }
 
 interface CudaAddon {
-  CudaBackend: new (options: { device?: number; tf32?: boolean; memoryLimit?: number }) => NativeCudaBackend;
+  CudaBackend: new (options: { device?: number; tf32?: boolean; memoryLimit?: number; bf16Gathers?: boolean }) => NativeCudaBackend;
   cuda: NativeOps;
 }
 
@@ -79,10 +81,11 @@ function openDevice(options: CudaBackendOptions): { n: NativeCudaBackend; ops: N
   const reason = cudaUnavailableReason();
   if (reason !== null) throw new CudaUnavailableError(`CUDA backend unavailable: ${reason}`);
   const addon = native() as unknown as CudaAddon;
-  const opts: { device?: number; tf32?: boolean; memoryLimit?: number } = {};
+  const opts: { device?: number; tf32?: boolean; memoryLimit?: number; bf16Gathers?: boolean } = {};
   if (options.device !== undefined) opts.device = options.device;
   if (options.tf32 !== undefined) opts.tf32 = options.tf32;
   if (options.memoryLimit !== undefined) opts.memoryLimit = options.memoryLimit;
+  if (options.bf16Gathers !== undefined) opts.bf16Gathers = options.bf16Gathers;
   try {
     return { n: new addon.CudaBackend(opts), ops: addon.cuda };
   } catch (err) {
