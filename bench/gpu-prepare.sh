@@ -2,9 +2,9 @@
 # On the development machine: builds what bench/gpu-run.sh needs on the GPU
 # host and gathers it, with a snapshot of the working tree, into one folder
 # that the device tool carries:
-#   .gpu/cuda-wt/   sources (tracked + untracked files), build/ (the addon for
-#                   sm_90, no cuBLAS), dist/, .gpu/ (node, npm, node_modules,
-#                   from ../shared/gpu/pack.sh) and .gpu/openblas.tar.xz.
+#   .gpu/cuda-wt/   sources (tracked + untracked files), dist/, .gpu/ (node, npm,
+#                   node_modules, from ../shared/gpu/pack.sh) and .gpu/openblas.tar.xz.
+#                   The sm_90 build here is a compile check; the GPU host builds its own.
 # Then, with the device tool: run `cd .gpu/cuda-wt && bash bench/gpu-run.sh`
 # carrying `.gpu/cuda-wt`. The device tool sends the session's checkout (not a
 # helper's worktree): the folder must be there, e.g. run this script in that
@@ -32,7 +32,7 @@ snap=.gpu/cuda-wt
 rm -rf "$snap"
 mkdir -p "$snap/.gpu"
 git ls-files --cached --others --exclude-standard -z | xargs -0 cp --parents -t "$snap"
-cp -r build dist "$snap/"
-rm -rf "$snap/build/CMakeFiles" "$snap/build/"*.ninja "$snap/build/CMakeCache.txt"
+# build/ stays here: the GPU host builds its own addon (with cuBLAS), and the carry is limited to 64 MiB
+cp -r dist "$snap/"
 cp .gpu/node.xz .gpu/npm.tar.xz .gpu/nats-server.xz .gpu/node_modules.tar.xz .gpu/enter.sh .gpu/openblas.tar.xz "$snap/.gpu/"
 du -sh "$snap"

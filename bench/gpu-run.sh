@@ -2,7 +2,7 @@
 # Everything the GPU host does in one call (see /work/shared/gpu/README.md):
 #   1. environment (nvidia-smi, nvcc, torch)
 #   2. build the addon there with the host's full CUDA toolkit (cuBLAS) into
-#      build-gpu/; if that fails, keep the build carried from the dev machine
+#      build-gpu/ (nothing else runs if that fails: no addon travels, the carry is limited to 64 MiB)
 #   3. the GPU tests (npx vitest run test/cuda- test/train-memory-limit)
 #   4. compute-sanitizer memcheck on a small run of every op (bench/gpu-sanity.mjs)
 #   5. the benchmark (bench/gpu-bench.mjs), with the PyTorch references
@@ -37,7 +37,7 @@ if timeout 200 env XMC_CUDA=ON XMC_CUDA_ARCHS=${XMC_CUDA_ARCHS:-90} CMAKE_BUILD_
   addon=$PWD/build-gpu/Release/xmc_native.node
   note "built on the GPU host in $(( $(date +%s) - t0 )) s: $(grep -o 'xmc_native: .*' "$OUT/build.log" | head -1)"
 else
-  note "build on the GPU host failed after $(( $(date +%s) - t0 )) s (build.log); using the carried build"
+  note "build on the GPU host failed after $(( $(date +%s) - t0 )) s (build.log)"
   grep -E 'error|Error|CMake' "$OUT/build.log" | head -20
 fi
 export XMC_NATIVE_ADDON=$addon
