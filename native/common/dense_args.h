@@ -7,6 +7,7 @@
 #include <optional>
 #include <utility>
 
+#include "layer_args.h"
 #include "op_args.h"
 
 namespace xmc::common {
@@ -15,22 +16,22 @@ struct DenseDims {
   int64_t B, I, O;
 };
 
+// W float32 [O, I]; returns O.
+template <class Tensor>
+int64_t dense_weight(const OpArgs& call, const Tensor& W, int64_t I) {
+  call.expect_dtype(W, "W", DType::Float32);
+  call.expect_shape(W, "W", {-1, I}, "[O, I]");
+  return W.dim(0);
+}
+
 // x [B, I], W [O, I], b [O], out [B, O]; out distinct from the inputs.
 template <class Tensor>
 DenseDims dense_forward_arguments(const OpArgs& call, const Tensor& x, const Tensor& W, const Tensor& b, const Tensor& out) {
-  call.expect_dtype(x, "x", DType::Float32);
-  call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-  const int64_t B = x.dim(0), I = x.dim(1);
-  call.expect_dtype(W, "W", DType::Float32);
-  call.expect_shape(W, "W", {-1, I}, "[O, I]");
-  const int64_t O = W.dim(0);
+  const auto [B, I] = layer_input(call, x);
+  const int64_t O = dense_weight(call, W, I);
   call.expect_dtype(b, "b", DType::Float32);
   call.expect_shape(b, "b", {O}, "[O]");
-  call.expect_dtype(out, "out", DType::Float32);
-  call.expect_shape(out, "out", {B, O}, "[B, O]");
-  call.expect_distinct(out, "out", x, "x");
-  call.expect_distinct(out, "out", W, "W");
-  call.expect_distinct(out, "out", b, "b");
+  layer_output(call, out, B, O, "[B, O]", x, W, b);
   return {B, I, O};
 }
 
@@ -38,34 +39,13 @@ DenseDims dense_forward_arguments(const OpArgs& call, const Tensor& x, const Ten
 template <class Tensor>
 DenseDims dense_backward_arguments(const OpArgs& call, const Tensor& x, const Tensor& W, const Tensor& dOut,
                                    const std::optional<Tensor>& dX, const Tensor& dW, const Tensor& dB) {
-  call.expect_dtype(x, "x", DType::Float32);
-  call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-  const int64_t B = x.dim(0), I = x.dim(1);
-  call.expect_dtype(W, "W", DType::Float32);
-  call.expect_shape(W, "W", {-1, I}, "[O, I]");
-  const int64_t O = W.dim(0);
-  call.expect_dtype(dOut, "dOut", DType::Float32);
-  call.expect_shape(dOut, "dOut", {B, O}, "[B, O]");
-  if (dX) {
-    call.expect_dtype(*dX, "dX", DType::Float32);
-    call.expect_shape(*dX, "dX", {B, I}, "[B, I]");
-    call.expect_distinct(*dX, "dX", x, "x");
-    call.expect_distinct(*dX, "dX", W, "W");
-    call.expect_distinct(*dX, "dX", dOut, "dOut");
-  }
+  const auto [B, I] = layer_input(call, x);
+  const int64_t O = dense_weight(call, W, I);
   call.expect_dtype(dW, "dW", DType::Float32);
   call.expect_shape(dW, "dW", {O, I}, "[O, I]");
   call.expect_dtype(dB, "dB", DType::Float32);
   call.expect_shape(dB, "dB", {O}, "[O]");
-  for (auto [t, n] : {std::pair<const Tensor*, const char*>{&x, "x"}, {&W, "W"}, {&dOut, "dOut"}}) {
-    call.expect_distinct(dW, "dW", *t, n);
-    call.expect_distinct(dB, "dB", *t, n);
-  }
-  call.expect_distinct(dW, "dW", dB, "dB");
-  if (dX) {
-    call.expect_distinct(dW, "dW", *dX, "dX");
-    call.expect_distinct(dB, "dB", *dX, "dX");
-  }
+  gradient_outputs(call, x, W, dOut, dX, dW, dB, B, I, O, "[B, O]");
   return {B, I, O};
 }
 

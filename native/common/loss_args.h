@@ -15,6 +15,9 @@
 #include <utility>
 #include <vector>
 
+#include <tuple>
+
+#include "layer_args.h"
 #include "op_args.h"
 
 namespace xmc::common {
@@ -69,18 +72,8 @@ FfiLossShape ffi_loss_backward_arguments(const OpArgs& call, const Tensor& x, co
                                          const std::optional<Tensor>& dX, const Tensor& dW, const Tensor& dB,
                                          const Tensor& loss, const Napi::Object& opts) {
   FfiLossShape s;
-  call.expect_dtype(x, "x", DType::Float32);
-  call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-  s.B = x.dim(0);
-  s.I = x.dim(1);
-  call.expect_dtype(W, "W", DType::Float32);
-  call.expect_shape(W, "W", {-1, -1}, "[L, k]");
-  s.L = W.dim(0);
-  s.k = W.dim(1);
-  call.expect_index_dtype(idx, "idx");
-  call.expect_shape(idx, "idx", {s.L, s.k}, "[L, k]");
-  call.expect_dtype(b, "b", DType::Float32);
-  call.expect_shape(b, "b", {s.L}, "[L]");
+  std::tie(s.B, s.I) = layer_input(call, x);
+  std::tie(s.L, s.k) = ffi_layer(call, W, idx, &b);
   expect_label_csr(call, labelPtr, labelIds, s.B);
   if (dX) {
     call.expect_dtype(*dX, "dX", DType::Float32);

@@ -20,6 +20,7 @@
 // to [I, B] in scratch memory first (see rowsparse.h for the tiles and for
 // how the dX scatter avoids races: per-thread partial buffers).
 #include "rowsparse.h"
+#include "common/layer_args.h"
 #include "common/loss_args.h"
 
 namespace xmc::cpu {
@@ -29,16 +30,7 @@ std::string index_text(DType dtype, uint32_t bits) {
 }
 
 std::pair<int64_t, int64_t> check_ffi_layer(const OpCall& call, const Tensor& W, const Tensor& idx, const Tensor* b) {
-  call.expect_dtype(W, "W", DType::Float32);
-  call.expect_shape(W, "W", {-1, -1}, "[L, k]");
-  const int64_t L = W.dim(0), k = W.dim(1);
-  call.expect_index_dtype(idx, "idx");
-  call.expect_shape(idx, "idx", {L, k}, "[L, k]");
-  if (b) {
-    call.expect_dtype(*b, "b", DType::Float32);
-    call.expect_shape(*b, "b", {L}, "[L]");
-  }
-  return {L, k};
+  return common::ffi_layer(call, W, idx, b);
 }
 
 void validate_ffi_idx(ThreadPool& pool, const Tensor& idx, int64_t k, int64_t I) {
@@ -56,16 +48,10 @@ Napi::Value FfiForward(const Napi::CallbackInfo& info) {
   OpCall call(info, "ffiForward");
   Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), idx = call.tensor(3, "idx"), b = call.tensor(4, "b"),
          out = call.tensor(5, "out");
-  call.expect_dtype(x, "x", DType::Float32);
-  call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-  const int64_t B = x.dim(0), I = x.dim(1);
-  auto [L, k] = check_ffi_layer(call, W, idx, &b);
-  call.expect_dtype(out, "out", DType::Float32);
-  call.expect_shape(out, "out", {B, L}, "[B, L]");
-  call.expect_distinct(out, "out", x, "x");
-  call.expect_distinct(out, "out", W, "W");
-  call.expect_distinct(out, "out", b, "b");
-  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, W, idx, b, out, B, I, L = L, k = k] {
+  const auto [B, I] = common::layer_input(call, x);
+  const auto [L, k] = check_ffi_layer(call, W, idx, &b);
+  common::layer_output(call, out, B, L, "[B, L]", x, W, b);
+  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, W, idx, b, out, B = B, I = I, L = L, k = k] {
     validate_ffi_idx(*pool, idx, k, I);
     TransposedInput xT(*pool, alloc, x.data<float>(), B, I);
     RowSparse rows{nullptr, k, idx.data<uint32_t>(), W.data<float>()};
@@ -80,33 +66,14 @@ Napi::Value FfiBackward(const Napi::CallbackInfo& info) {
   Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), idx = call.tensor(3, "idx"), dOut = call.tensor(4, "dOut");
   std::optional<Tensor> dX = call.optional_tensor(5, "dX");
   Tensor dW = call.tensor(6, "dW"), dB = call.tensor(7, "dB");
-  call.expect_dtype(x, "x", DType::Float32);
-  call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-  const int64_t B = x.dim(0), I = x.dim(1);
-  auto [L, k] = check_ffi_layer(call, W, idx, nullptr);
-  call.expect_dtype(dOut, "dOut", DType::Float32);
-  call.expect_shape(dOut, "dOut", {B, L}, "[B, L]");
-  if (dX) {
-    call.expect_dtype(*dX, "dX", DType::Float32);
-    call.expect_shape(*dX, "dX", {B, I}, "[B, I]");
-    call.expect_distinct(*dX, "dX", x, "x");
-    call.expect_distinct(*dX, "dX", W, "W");
-    call.expect_distinct(*dX, "dX", dOut, "dOut");
-  }
+  const auto [B, I] = common::layer_input(call, x);
+  const auto [L, k] = check_ffi_layer(call, W, idx, nullptr);
   call.expect_dtype(dW, "dW", DType::Float32);
   call.expect_shape(dW, "dW", {L, k}, "[L, k]");
   call.expect_dtype(dB, "dB", DType::Float32);
   call.expect_shape(dB, "dB", {L}, "[L]");
-  for (auto [t, n] : {std::pair<const Tensor*, const char*>{&x, "x"}, {&W, "W"}, {&dOut, "dOut"}}) {
-    call.expect_distinct(dW, "dW", *t, n);
-    call.expect_distinct(dB, "dB", *t, n);
-  }
-  call.expect_distinct(dW, "dW", dB, "dB");
-  if (dX) {
-    call.expect_distinct(dW, "dW", *dX, "dX");
-    call.expect_distinct(dB, "dB", *dX, "dX");
-  }
-  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, W, idx, dOut, dX, dW, dB, B, I, L = L, k = k] {
+  common::gradient_outputs(call, x, W, dOut, dX, dW, dB, B, I, L, "[B, L]");
+  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, W, idx, dOut, dX, dW, dB, B = B, I = I, L = L, k = k] {
     validate_ffi_idx(*pool, idx, k, I);
     TransposedInput xT(*pool, alloc, x.data<float>(), B, I);
     RowSparse rows{nullptr, k, idx.data<uint32_t>(), W.data<float>()};

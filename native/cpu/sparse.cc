@@ -17,28 +17,13 @@
 // The kernels are those of the FFI layer (rowsparse.h); the backward splits
 // labels over threads by equal numbers of connections.
 #include "rowsparse.h"
+#include "common/layer_args.h"
 
 namespace xmc::cpu {
 
 std::pair<int64_t, int64_t> check_csr_layer(const OpCall& call, const Tensor& rowPtr, const Tensor& col, const Tensor& W,
                                             const Tensor* b, const char* b_name) {
-  call.expect_index_dtype(rowPtr, "rowPtr");
-  call.expect_shape(rowPtr, "rowPtr", {-1}, "[L + 1]");
-  if (rowPtr.size < 1) call.range_error("argument rowPtr must have L + 1 >= 1 entries, got 0");
-  int64_t L = rowPtr.size - 1;
-  if (b) {
-    call.expect_dtype(*b, b_name, DType::Float32);
-    call.expect_shape(*b, b_name, {-1}, "[L]");
-    L = b->dim(0);
-    call.expect_shape(rowPtr, "rowPtr", {L + 1}, "[L + 1]");
-  }
-  call.expect_dtype(W, "W", DType::Float32);
-  call.expect_shape(W, "W", {-1}, "[nnz]");
-  const int64_t nnz = W.dim(0);
-  if (nnz > 4294967295LL) call.range_error("argument W: nnz must be below 2^32");
-  call.expect_index_dtype(col, "col");
-  call.expect_shape(col, "col", {nnz}, "[nnz]");
-  return {L, nnz};
+  return common::csr_layer(call, rowPtr, col, W, b, b_name);
 }
 
 void validate_csr(ThreadPool& pool, const Tensor& rowPtr, int64_t L, const Tensor& col, int64_t nnz, int64_t I) {
@@ -64,16 +49,10 @@ Napi::Value SparseForward(const Napi::CallbackInfo& info) {
   OpCall call(info, "sparseForward");
   Tensor x = call.tensor(1, "x"), rowPtr = call.tensor(2, "rowPtr"), col = call.tensor(3, "col"), W = call.tensor(4, "W"),
          b = call.tensor(5, "b"), out = call.tensor(6, "out");
-  call.expect_dtype(x, "x", DType::Float32);
-  call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-  const int64_t B = x.dim(0), I = x.dim(1);
-  auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &b);
-  call.expect_dtype(out, "out", DType::Float32);
-  call.expect_shape(out, "out", {B, L}, "[B, L]");
-  call.expect_distinct(out, "out", x, "x");
-  call.expect_distinct(out, "out", W, "W");
-  call.expect_distinct(out, "out", b, "b");
-  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, rowPtr, col, W, b, out, B, I, L = L, nnz = nnz] {
+  const auto [B, I] = common::layer_input(call, x);
+  const auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &b);
+  common::layer_output(call, out, B, L, "[B, L]", x, W, b);
+  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, rowPtr, col, W, b, out, B = B, I = I, L = L, nnz = nnz] {
     validate_csr(*pool, rowPtr, L, col, nnz, I);
     TransposedInput xT(*pool, alloc, x.data<float>(), B, I);
     RowSparse rows{rowPtr.data<uint32_t>(), 0, col.data<uint32_t>(), W.data<float>()};
@@ -89,31 +68,12 @@ Napi::Value SparseBackward(const Napi::CallbackInfo& info) {
          dOut = call.tensor(5, "dOut");
   std::optional<Tensor> dX = call.optional_tensor(6, "dX");
   Tensor dW = call.tensor(7, "dW"), dB = call.tensor(8, "dB");
-  call.expect_dtype(x, "x", DType::Float32);
-  call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-  const int64_t B = x.dim(0), I = x.dim(1);
-  auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &dB, "dB");
-  call.expect_dtype(dOut, "dOut", DType::Float32);
-  call.expect_shape(dOut, "dOut", {B, L}, "[B, L]");
-  if (dX) {
-    call.expect_dtype(*dX, "dX", DType::Float32);
-    call.expect_shape(*dX, "dX", {B, I}, "[B, I]");
-    call.expect_distinct(*dX, "dX", x, "x");
-    call.expect_distinct(*dX, "dX", W, "W");
-    call.expect_distinct(*dX, "dX", dOut, "dOut");
-  }
+  const auto [B, I] = common::layer_input(call, x);
+  const auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &dB, "dB");
   call.expect_dtype(dW, "dW", DType::Float32);
   call.expect_shape(dW, "dW", {nnz}, "[nnz]");
-  for (auto [t, n] : {std::pair<const Tensor*, const char*>{&x, "x"}, {&W, "W"}, {&dOut, "dOut"}}) {
-    call.expect_distinct(dW, "dW", *t, n);
-    call.expect_distinct(dB, "dB", *t, n);
-  }
-  call.expect_distinct(dW, "dW", dB, "dB");
-  if (dX) {
-    call.expect_distinct(dW, "dW", *dX, "dX");
-    call.expect_distinct(dB, "dB", *dX, "dX");
-  }
-  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, rowPtr, col, W, dOut, dX, dW, dB, B, I, L = L, nnz = nnz] {
+  common::gradient_outputs(call, x, W, dOut, dX, dW, dB, B, I, L, "[B, L]");
+  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, rowPtr, col, W, dOut, dX, dW, dB, B = B, I = I, L = L, nnz = nnz] {
     validate_csr(*pool, rowPtr, L, col, nnz, I);
     TransposedInput xT(*pool, alloc, x.data<float>(), B, I);
     RowSparse rows{rowPtr.data<uint32_t>(), 0, col.data<uint32_t>(), W.data<float>()};

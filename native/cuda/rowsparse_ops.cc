@@ -15,42 +15,18 @@
 // backward scatters dX into a zeroed dXT [I, B] scratch with atomics and
 // transposes it into dX (B = 1: straight into dX).
 #include "backend.h"
+#include "common/layer_args.h"
 #include "common/loss_args.h"
 
 namespace xmc::cuda {
 
 std::pair<int64_t, int64_t> check_ffi_layer(const OpCall& call, const Tensor& W, const Tensor& idx, const Tensor* b) {
-  call.expect_dtype(W, "W", DType::Float32);
-  call.expect_shape(W, "W", {-1, -1}, "[L, k]");
-  const int64_t L = W.dim(0), k = W.dim(1);
-  call.expect_index_dtype(idx, "idx");
-  call.expect_shape(idx, "idx", {L, k}, "[L, k]");
-  if (b) {
-    call.expect_dtype(*b, "b", DType::Float32);
-    call.expect_shape(*b, "b", {L}, "[L]");
-  }
-  return {L, k};
+  return common::ffi_layer(call, W, idx, b);
 }
 
 std::pair<int64_t, int64_t> check_csr_layer(const OpCall& call, const Tensor& rowPtr, const Tensor& col, const Tensor& W,
                                             const Tensor* b, const char* b_name) {
-  call.expect_index_dtype(rowPtr, "rowPtr");
-  call.expect_shape(rowPtr, "rowPtr", {-1}, "[L + 1]");
-  if (rowPtr.size < 1) call.range_error("argument rowPtr must have L + 1 >= 1 entries, got 0");
-  int64_t L = rowPtr.size - 1;
-  if (b) {
-    call.expect_dtype(*b, b_name, DType::Float32);
-    call.expect_shape(*b, b_name, {-1}, "[L]");
-    L = b->dim(0);
-    call.expect_shape(rowPtr, "rowPtr", {L + 1}, "[L + 1]");
-  }
-  call.expect_dtype(W, "W", DType::Float32);
-  call.expect_shape(W, "W", {-1}, "[nnz]");
-  const int64_t nnz = W.dim(0);
-  if (nnz > 4294967295LL) call.range_error("argument W: nnz must be below 2^32");
-  call.expect_index_dtype(col, "col");
-  call.expect_shape(col, "col", {nnz}, "[nnz]");
-  return {L, nnz};
+  return common::csr_layer(call, rowPtr, col, W, b, b_name);
 }
 
 Formatter ffi_idx_formatter(const char* op, DType dtype, int64_t k, int64_t I) {
@@ -116,29 +92,6 @@ GatherScratch gather_input(const OpCall& call, const Tensor& x, int64_t B, int64
 
 namespace {
 
-void check_backward_outputs(const OpCall& call, const Tensor& x, const Tensor& W, const Tensor& dOut,
-                            const std::optional<Tensor>& dX, const Tensor& dW, const Tensor& dB) {
-  for (auto [t, n] : {std::pair<const Tensor*, const char*>{&x, "x"}, {&W, "W"}, {&dOut, "dOut"}}) {
-    call.expect_distinct(dW, "dW", *t, n);
-    call.expect_distinct(dB, "dB", *t, n);
-  }
-  call.expect_distinct(dW, "dW", dB, "dB");
-  if (dX) {
-    call.expect_distinct(dW, "dW", *dX, "dX");
-    call.expect_distinct(dB, "dB", *dX, "dX");
-  }
-}
-
-void check_dx(const OpCall& call, const std::optional<Tensor>& dX, const Tensor& x, const Tensor& W, const Tensor& dOut,
-              int64_t B, int64_t I) {
-  if (!dX) return;
-  call.expect_dtype(*dX, "dX", DType::Float32);
-  call.expect_shape(*dX, "dX", {B, I}, "[B, I]");
-  call.expect_distinct(*dX, "dX", x, "x");
-  call.expect_distinct(*dX, "dX", W, "W");
-  call.expect_distinct(*dX, "dX", dOut, "dOut");
-}
-
 // The backward's shared part: dX scatter target, kernels, finalize, transpose.
 void run_backward(const OpCall& call, const RowSparseDev& rows, uint32_t serial, const CheckValues& values, const Tensor& x,
                   const Tensor& dOut, const std::optional<Tensor>& dX, const Tensor& dW, const Tensor& dB, int64_t B,
@@ -166,15 +119,9 @@ Napi::Value FfiForward(const Napi::CallbackInfo& info) {
     OpCall call(info, "ffiForward");
     Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), idx = call.tensor(3, "idx"), b = call.tensor(4, "b"),
            out = call.tensor(5, "out");
-    call.expect_dtype(x, "x", DType::Float32);
-    call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-    const int64_t B = x.dim(0), I = x.dim(1);
-    auto [L, k] = check_ffi_layer(call, W, idx, &b);
-    call.expect_dtype(out, "out", DType::Float32);
-    call.expect_shape(out, "out", {B, L}, "[B, L]");
-    call.expect_distinct(out, "out", x, "x");
-    call.expect_distinct(out, "out", W, "W");
-    call.expect_distinct(out, "out", b, "b");
+    const auto [B, I] = common::layer_input(call, x);
+    const auto [L, k] = check_ffi_layer(call, W, idx, &b);
+    common::layer_output(call, out, B, L, "[B, L]", x, W, b);
     const uint32_t serial = call.device().register_check(ffi_idx_formatter("ffiForward", idx.dtype, k, I));
     TransposedInput xT = transposed_input(call, x, B, I);
     const RowSparseDev rows{nullptr, k, idx.data<uint32_t>(), W.data<float>(), 1};
@@ -192,18 +139,13 @@ Napi::Value FfiBackward(const Napi::CallbackInfo& info) {
     Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), idx = call.tensor(3, "idx"), dOut = call.tensor(4, "dOut");
     std::optional<Tensor> dX = call.optional_tensor(5, "dX");
     Tensor dW = call.tensor(6, "dW"), dB = call.tensor(7, "dB");
-    call.expect_dtype(x, "x", DType::Float32);
-    call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-    const int64_t B = x.dim(0), I = x.dim(1);
-    auto [L, k] = check_ffi_layer(call, W, idx, nullptr);
-    call.expect_dtype(dOut, "dOut", DType::Float32);
-    call.expect_shape(dOut, "dOut", {B, L}, "[B, L]");
-    check_dx(call, dX, x, W, dOut, B, I);
+    const auto [B, I] = common::layer_input(call, x);
+    const auto [L, k] = check_ffi_layer(call, W, idx, nullptr);
     call.expect_dtype(dW, "dW", DType::Float32);
     call.expect_shape(dW, "dW", {L, k}, "[L, k]");
     call.expect_dtype(dB, "dB", DType::Float32);
     call.expect_shape(dB, "dB", {L}, "[L]");
-    check_backward_outputs(call, x, W, dOut, dX, dW, dB);
+    common::gradient_outputs(call, x, W, dOut, dX, dW, dB, B, I, L, "[B, L]");
     const uint32_t serial = call.device().register_check(ffi_idx_formatter("ffiBackward", idx.dtype, k, I));
     const RowSparseDev rows{nullptr, k, idx.data<uint32_t>(), W.data<float>(), 1};
     CheckValues values;
@@ -272,15 +214,9 @@ Napi::Value SparseForward(const Napi::CallbackInfo& info) {
     OpCall call(info, "sparseForward");
     Tensor x = call.tensor(1, "x"), rowPtr = call.tensor(2, "rowPtr"), col = call.tensor(3, "col"), W = call.tensor(4, "W"),
            b = call.tensor(5, "b"), out = call.tensor(6, "out");
-    call.expect_dtype(x, "x", DType::Float32);
-    call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-    const int64_t B = x.dim(0), I = x.dim(1);
-    auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &b);
-    call.expect_dtype(out, "out", DType::Float32);
-    call.expect_shape(out, "out", {B, L}, "[B, L]");
-    call.expect_distinct(out, "out", x, "x");
-    call.expect_distinct(out, "out", W, "W");
-    call.expect_distinct(out, "out", b, "b");
+    const auto [B, I] = common::layer_input(call, x);
+    const auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &b);
+    common::layer_output(call, out, B, L, "[B, L]", x, W, b);
     const uint32_t serial =
         call.device().register_check(csr_formatter("sparseForward", rowPtr.dtype, col.dtype, L, nnz, I));
     const CheckValues values = csr_check_values(rowPtr, col);
@@ -302,16 +238,11 @@ Napi::Value SparseBackward(const Napi::CallbackInfo& info) {
            dOut = call.tensor(5, "dOut");
     std::optional<Tensor> dX = call.optional_tensor(6, "dX");
     Tensor dW = call.tensor(7, "dW"), dB = call.tensor(8, "dB");
-    call.expect_dtype(x, "x", DType::Float32);
-    call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-    const int64_t B = x.dim(0), I = x.dim(1);
-    auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &dB, "dB");
-    call.expect_dtype(dOut, "dOut", DType::Float32);
-    call.expect_shape(dOut, "dOut", {B, L}, "[B, L]");
-    check_dx(call, dX, x, W, dOut, B, I);
+    const auto [B, I] = common::layer_input(call, x);
+    const auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &dB, "dB");
     call.expect_dtype(dW, "dW", DType::Float32);
     call.expect_shape(dW, "dW", {nnz}, "[nnz]");
-    check_backward_outputs(call, x, W, dOut, dX, dW, dB);
+    common::gradient_outputs(call, x, W, dOut, dX, dW, dB, B, I, L, "[B, L]");
     const uint32_t serial =
         call.device().register_check(csr_formatter("sparseBackward", rowPtr.dtype, col.dtype, L, nnz, I));
     const CheckValues values = csr_check_values(rowPtr, col);
