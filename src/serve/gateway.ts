@@ -84,6 +84,8 @@ export interface ShardHealth {
 
 export const DEFAULT_TIMEOUT_MS = 1000;
 
+const utf8 = new TextDecoder();
+
 export class Gateway {
   readonly limits: PredictLimits;
   readonly subjects: ServeSubjects;
@@ -200,7 +202,7 @@ export class Gateway {
       };
       let body: unknown;
       try {
-        body = JSON.parse(new TextDecoder().decode(msg.data));
+        body = JSON.parse(utf8.decode(msg.data));
       } catch (err) {
         msg.respondError(400, `the request is not JSON: ${(err as Error).message}`);
         done(400);
