@@ -15,10 +15,11 @@
  * xmc.serve.M.predict) taking the HTTP body's JSON and answering the same
  * JSON, or a service error 400/503 with the message.
  */
-import { errors, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { errors, type NatsConnection } from '@nats-io/transport-node';
 import { ServiceError, Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import { XmcError } from '../errors.js';
 import { mergeTopK, type TopK } from '../topk/topk.js';
+import { ReplyMux } from './replies.js';
 import type { ServedRun } from './load.js';
 import type { FailureReason, ServeMetrics } from './metrics.js';
 import {
@@ -92,6 +93,8 @@ export class Gateway {
   readonly shards: number;
   private service: Service | null = null;
   private publishRound: (() => void)[] = [];
+  /** shard requests' replies (one inbox subscription; no Error object per request) */
+  private readonly replies: ReplyMux;
 
   constructor(private readonly options: GatewayOptions) {
     const m = options.run.model;
@@ -101,6 +104,7 @@ export class Gateway {
     if (options.labelNames && options.labelNames.length !== m.numLabels) {
       throw new Error(`the label map has ${options.labelNames.length} names, the model has ${m.numLabels} labels`);
     }
+    this.replies = new ReplyMux(options.nc);
   }
 
   get metrics(): ServeMetrics {
@@ -114,7 +118,7 @@ export class Gateway {
 
   /** The merged top-k of every shard; ShardUnavailableError when shards are missing and a partial answer is not allowed. */
   async predict(input: PredictInput): Promise<{ topk: TopK; missing: ShardFailure[] }> {
-    const { metrics, timeoutMs, nc } = this.options;
+    const { metrics, timeoutMs } = this.options;
     metrics.inputs.observe(input.features.rows);
     const data = encode(shardRequest(input, timeoutMs));
     await this.nextPublishRound();
@@ -124,14 +128,10 @@ export class Gateway {
         metrics.shardFailures.inc({ shard: String(shard), reason: kind });
         return { shard, kind, reason };
       };
-      let msg: Msg;
-      try {
-        msg = await nc.request(this.subjects.shard(shard), data, { timeout: timeoutMs });
-      } catch (err) {
-        if (isNoResponders(err)) return fail('no_responders', 'has no worker (no responders on NATS)');
-        if (isTimeout(err)) return fail('timeout', `did not answer within the ${timeoutMs} ms deadline`);
-        return fail('error', `request failed: ${(err as Error).message}`);
-      }
+      const msg = await this.replies.request(this.subjects.shard(shard), data, timeoutMs);
+      if (msg === 'no_responders') return fail('no_responders', 'has no worker (no responders on NATS)');
+      if (msg === 'timeout') return fail('timeout', `did not answer within the ${timeoutMs} ms deadline`);
+      if (msg === 'closed') return fail('error', 'the gateway is stopping');
       const serviceError = ServiceError.toServiceError(msg);
       if (serviceError) return fail('error', `answered error ${serviceError.code}: ${serviceError.message}`);
       const reply = decodeShardReply(msg.data);
@@ -261,6 +261,7 @@ export class Gateway {
   async stop(): Promise<void> {
     await this.service?.stop().catch(() => undefined);
     this.service = null;
+    this.replies.close();
   }
 }
 
