@@ -1,11 +1,11 @@
 /**
  * Several gateway processes on one HTTP port (`--gateways N`, node:cluster).
  *
- * One gateway process spends about 0.1-0.3 ms of JavaScript per request
- * (HTTP parsing, JSON of the inputs, validation, msgpack, NATS, merge, the
- * JSON answer: docs/SERVING.md has the measured split), which caps it at a
- * few thousand requests/s whatever the shard workers can do. N processes
- * share the port:
+ * One gateway process spends a fixed CPU time per request (HTTP, JSON of
+ * the inputs, validation, msgpack, the NATS write, merge, the JSON answer;
+ * 0.3-0.5 ms on the project's 2-core machine, docs/SERVING.md has the
+ * measured split), which caps it at a few thousand requests/s whatever the
+ * shard workers can do. N processes share the port:
  *
  *   primary          forks N gateway processes (dist/src/serve/gateway-process.js),
  *                    restarts one 1 s after it exits, answers their /metrics
