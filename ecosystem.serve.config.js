@@ -1,6 +1,15 @@
 // pm2 ecosystem of the inference service (docs/SERVING.md): nats-server, one
 // shard worker per GPU (CUDA_VISIBLE_DEVICES=i; on a host without GPUs, one
-// CPU worker per shard) and the gateway (NATS service + HTTP).
+// CPU worker per shard) and the gateway (NATS service + HTTP), the latter
+// as one pm2 app in fork mode running `xmc serve gateway --gateways N`: its
+// own node:cluster primary forks the N gateway processes that share the port.
+//
+// Why not pm2's cluster mode (exec_mode 'cluster', instances N): the pm2
+// daemon would be the cluster primary, and /metrics needs a primary that
+// sums the processes' metrics (prom-client's AggregatorRegistry; under pm2
+// each instance would report its own counts only). `xmc serve gateway
+// --gateways N` is its own primary and does that; bin/xmc.js, an ES module,
+// runs in pm2's fork mode as it does from a shell.
 //
 //   XMC_SERVE=runs/a670k npx pm2 start ecosystem.serve.config.js
 //
@@ -14,12 +23,14 @@
 //   XMC_ROLES        comma list of processes to start here (default nats,workers,gateway)
 //   XMC_SERVE_HOST   HTTP address (default 127.0.0.1); beyond loopback XMC_SERVE_TOKEN is required
 //   XMC_SERVE_PORT   HTTP port (default 8080)
+//   XMC_GATEWAYS     gateway processes sharing the port (default: min(4, cores / 2) with GPUs, else 1)
 //   XMC_SERVE_ARGS   further `xmc serve gateway` options (--timeout-ms, --max-k, --labels FILE, ...)
 //   XMC_WORKER_ARGS  further `xmc serve worker` options (--max-wait-ms, --max-batch-rows, --threads)
 //
 // Same form as ecosystem.config.js: an ES module with a named `apps` export.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve, basename, join } from 'node:path';
 
 const env = process.env;
@@ -66,9 +77,13 @@ function buildApps() {
     }
   }
   if (roles.has('gateway')) {
+    // The same default as `xmc serve` all-in-one (src/serve/cluster.ts defaultGateways).
+    const gateways = env.XMC_GATEWAYS ?? String(gpus > 0 ? Math.max(1, Math.min(4, Math.floor(availableParallelism() / 2))) : 1);
     apps.push({
-      name: `${model}-serve-gateway`, script: xmc,
-      args: ['serve', 'gateway', ...common, '--host', env.XMC_SERVE_HOST ?? '127.0.0.1', '--port', env.XMC_SERVE_PORT ?? '8080', ...split(env.XMC_SERVE_ARGS)],
+      name: `${model}-serve-gateway`, script: xmc, exec_mode: 'fork',
+      args: ['serve', 'gateway', ...common, '--host', env.XMC_SERVE_HOST ?? '127.0.0.1', '--port', env.XMC_SERVE_PORT ?? '8080', '--gateways', gateways, ...split(env.XMC_SERVE_ARGS)],
+      // pm2 stops the primary with SIGINT; it stops its gateway processes before it exits.
+      kill_timeout: 8000,
       ...logs('gateway'), ...restarts,
     });
   }

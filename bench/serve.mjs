@@ -4,10 +4,21 @@
 // POST /v1/predict with autocannon, single-input requests from several
 // connections; prints requests/s, p50 and p99 latency, and the bar.
 //
-//   npm run bench:serve [-- --preset bibtex|A670K-FFI32-64k] [--run DIR] [--shards S]
+//   npm run bench:serve [-- --preset bibtex|A670K-FFI32-64k|gateway-768] [--run DIR] [--shards S]
 //                       [--device cpu|cuda|auto] [--threads T] [--gpus G] [--in-process]
-//                       [--connections C] [--duration S] [--epochs N]
-//                       [--max-wait-ms MS] [--max-batch-rows N] [--keep DIR]
+//                       [--gateways N] [--connections C] [--load-workers W] [--duration S] [--epochs N]
+//                       [--max-wait-ms MS] [--max-batch-rows N] [--keep DIR] [--cpu-prof DIR]
+//
+// --cpu-prof DIR: the gateway process(es) run under `node --cpu-prof` and
+// write their profiles to DIR when the service stops; the bench prints the
+// predict answers to divide by (bench/cpuprofile-top.mjs FILE --per N).
+//
+// Load: autocannon, one thread up to 16 connections; beyond, --load-workers
+// worker threads (default min(4, cores / 4), at least 1), as one autocannon
+// thread tops out near the rates measured here. The output says what drove
+// the load, and the gateway's CPU time per request (the gateway processes'
+// process_cpu_seconds_total over the measured run / requests answered; with
+// --in-process it includes the workers).
 //
 // Models:
 //   --run DIR          a trained run (inputs: random dense vectors, or bibtex test rows when F = 1836)
@@ -16,11 +27,14 @@
 //   A670K-FFI32-64k    768 -> 65536 ReLU -> FFI 32 -> 670,091 labels in --shards (2) shards,
 //                      UNTRAINED: random weights of the paper's shape, for the throughput
 //                      figure only (the scores mean nothing); inputs: random dense vectors
+//   gateway-768        768 -> 256 ReLU -> FFI 16 -> 4,096 labels in --shards (2) shards,
+//                      UNTRAINED, shards that cost little: the gateway's cost with the
+//                      A670K preset's inputs (768 dense values a request); no bar
 // Bars (docs/SERVING.md): bibtex on CPU >= 500 requests/s with p99 <= 20 ms;
 // A670K-FFI32-64k in 2 shards on a GPU host >= 5,000 requests/s with p99 <= 15 ms.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
@@ -41,6 +55,7 @@ const preset = arg('preset', 'bibtex');
 const device = arg('device', 'auto');
 const threads = arg('threads');
 const connections = Number(arg('connections', '8'));
+const loadWorkers = Number(arg('load-workers', connections > 16 ? String(Math.max(1, Math.min(4, Math.floor(availableParallelism() / 4)))) : '1'));
 const duration = Number(arg('duration', '10'));
 const keep = arg('keep');
 const work = keep ? resolve(keep) : mkdtempSync(join(tmpdir(), 'xmc-bench-serve-'));
@@ -68,15 +83,17 @@ if (!runDir && preset === 'bibtex') {
     console.log(`trained bibtex dense-ffi (H 512, fan-in 32) for ${arg('epochs', '3')} epochs in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${runDir}`);
   }
   bar = { rps: 500, p99: 20, what: 'bibtex on CPU' };
-} else if (!runDir && preset === 'A670K-FFI32-64k') {
-  runDir = join(work, 'a670k');
+} else if (!runDir && (preset === 'A670K-FFI32-64k' || preset === 'gateway-768')) {
+  const a670k = preset === 'A670K-FFI32-64k';
+  runDir = join(work, a670k ? 'a670k' : 'gateway768');
   untrained = true;
   if (!existsSync(join(runDir, 'checkpoint-best.ckpt'))) {
     const { createBackend } = await import(dist('src', 'native', 'backend.js'));
     const { Model } = await import(dist('src', 'model', 'model.js'));
     const { writeCheckpoint } = await import(dist('src', 'model', 'checkpoint.js'));
     const { describeModel } = await import(dist('src', 'model', 'config.js'));
-    const config = { setup: 'dense-ffi', inputDim: 768, numLabels: 670091, intermediate: 65536, fanIn: 32, shards: Number(arg('shards', '2')), seed: 1 };
+    const shape = a670k ? { numLabels: 670091, intermediate: 65536, fanIn: 32 } : { numLabels: 4096, intermediate: 256, fanIn: 16 };
+    const config = { setup: 'dense-ffi', inputDim: 768, ...shape, shards: Number(arg('shards', '2')), seed: 1 };
     const t0 = performance.now();
     const backend = createBackend('cpu', threads ? { threads: Number(threads) } : {});
     const model = new Model(backend, config, true);
@@ -84,11 +101,11 @@ if (!runDir && preset === 'bibtex') {
     await writeCheckpoint(join(runDir, 'checkpoint-best.ckpt'), { kind: 'best', config: { model: config }, untrained: true }, model.sections(false));
     writeFileSync(join(runDir, 'config.json'), JSON.stringify({ description: describeModel(config), config: { model: config }, untrained: true }, null, 2) + '\n');
     model.dispose();
-    console.log(`built an UNTRAINED A670K-FFI32-64k model (random weights, ${config.shards} shards) in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${runDir}`);
+    console.log(`built an UNTRAINED ${preset} model (random weights, ${config.shards} shards) in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${runDir}`);
   }
-  bar = { rps: 5000, p99: 15, what: 'A670K-FFI32-64k in 2 shards on a GPU host' };
+  if (a670k) bar = { rps: 5000, p99: 15, what: 'A670K-FFI32-64k in 2 shards on a GPU host' };
 } else if (!runDir) {
-  console.error(`bench/serve: unknown preset ${preset} (bibtex, A670K-FFI32-64k) and no --run`);
+  console.error(`bench/serve: unknown preset ${preset} (bibtex, A670K-FFI32-64k, gateway-768) and no --run`);
   process.exit(2);
 }
 
@@ -113,9 +130,10 @@ if (F === 1836 && existsSync(join(dataDir, 'bibtex_test.txt'))) {
 
 // The service.
 const serveArgs = ['serve', '--run', runDir, '--port', '0', '--device', device, '--max-inputs', '1'];
-for (const o of ['threads', 'gpus', 'max-wait-ms', 'max-batch-rows']) if (arg(o) !== undefined) serveArgs.push(`--${o}`, arg(o));
+for (const o of ['threads', 'gpus', 'gateways', 'max-wait-ms', 'max-batch-rows']) if (arg(o) !== undefined) serveArgs.push(`--${o}`, arg(o));
 if (flag('in-process')) serveArgs.push('--in-process');
-const child = spawn(process.execPath, [join(root, 'bin', 'xmc.js'), ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+const cpuProf = arg('cpu-prof') ? ['--cpu-prof', '--cpu-prof-dir', resolve(arg('cpu-prof'))] : [];
+const child = spawn(process.execPath, [...cpuProf, join(root, 'bin', 'xmc.js'), ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
 let out = '';
 child.stdout.on('data', (d) => { out += d; });
 const url = await new Promise((ok, fail) => {
@@ -125,29 +143,53 @@ const url = await new Promise((ok, fail) => {
     if (child.exitCode !== null) { clearInterval(timer); fail(new Error(`xmc serve exited with ${child.exitCode}`)); }
   }, 50);
 });
-console.log(`service: ${url} (${served.model.shards} shard(s), ${F} features, ${served.model.numLabels} labels, device ${device}${flag('in-process') ? ', workers in process' : ', worker processes'})`);
+const gatewayProcesses = /(\d+) gateway process/.exec(out)?.[1] ?? '1';
+console.log(`service: ${url} (${served.model.shards} shard(s), ${F} features, ${served.model.numLabels} labels, device ${device}${flag('in-process') ? ', workers in process' : ', worker processes'}, ${gatewayProcesses} gateway process(es))`);
 
+// Worker threads cannot take a function: they load bench/serve-request.cjs, which reads the bodies from this file.
+const bodiesFile = join(work, 'bodies.json');
+writeFileSync(bodiesFile, JSON.stringify(bodies));
+process.env.XMC_BENCH_BODIES = bodiesFile;
 function drive(seconds) {
   let i = 0;
+  const setupRequest = loadWorkers > 1 ? join(root, 'bench', 'serve-request.cjs') : (req) => ({ ...req, body: bodies[i++ % bodies.length] });
   return autocannon({
     url: `${url}/v1/predict`, connections, duration: seconds, method: 'POST',
     headers: { 'content-type': 'application/json' },
-    requests: [{ setupRequest: (req) => ({ ...req, body: bodies[i++ % bodies.length] }) }],
+    requests: [{ setupRequest }],
+    ...(loadWorkers > 1 ? { workers: loadWorkers } : {}),
   });
+}
+
+/** The service's counters that the bench reads: gateway CPU seconds, predict answers, worker batch rows of shard 0. */
+async function scrape() {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const num = (re) => Number(re.exec(text)?.[1] ?? NaN);
+  return {
+    cpu: num(/^xmc_serve_process_cpu_seconds_total (\S+)$/m),
+    answered: num(/^xmc_serve_requests_total\{route="\/v1\/predict",status="200"\} (\S+)$/m),
+    batchSum: num(/^xmc_serve_batch_rows_sum\{shard="0"\} (\S+)$/m),
+    batchCount: num(/^xmc_serve_batch_rows_count\{shard="0"\} (\S+)$/m),
+  };
 }
 
 let code = 0;
 try {
   await drive(2); // warm-up: buffers of every batch size, JIT
+  const before = await scrape();
   const r = await drive(duration);
+  const after = await scrape();
   const rps = r.requests.average;
   const p50 = r.latency.p50;
   const p99 = r.latency.p99;
-  console.log(`autocannon: ${connections} connections, ${duration} s, single-input requests (k 5)`);
+  console.log(`load: autocannon in ${loadWorkers} thread(s)${loadWorkers > 1 ? ' (worker threads)' : ''}, ${connections} connections, ${duration} s, single-input requests (k 5)`);
   console.log(`requests/s ${rps.toFixed(0)}  p50 ${p50} ms  p99 ${p99} ms  (${r.requests.total} requests, ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts)`);
-  const metrics = await (await fetch(`${url}/metrics`)).text();
-  const batch = /xmc_serve_batch_rows_sum\{shard="0"\} (\S+)\n.*xmc_serve_batch_rows_count\{shard="0"\} (\S+)/s.exec(metrics);
-  if (batch) console.log(`mean worker batch (rows of the batch answering a request, shard 0): ${(Number(batch[1]) / Number(batch[2])).toFixed(1)}`);
+  const answered = after.answered - before.answered;
+  if (answered > 0) {
+    console.log(`gateway CPU per request: ${(1e6 * (after.cpu - before.cpu) / answered).toFixed(0)} us (${gatewayProcesses} process(es), ${(after.cpu - before.cpu).toFixed(2)} CPU s for ${answered} answers${flag('in-process') ? '; includes the in-process workers' : ''})`);
+    console.log(`mean worker batch (rows of the batch answering a request, shard 0): ${((after.batchSum - before.batchSum) / (after.batchCount - before.batchCount)).toFixed(1)}`);
+  }
+  if (cpuProf.length > 0) console.log(`profiles: ${resolve(arg('cpu-prof'))} (predict answers over the gateway's life: ${after.answered}; node bench/cpuprofile-top.mjs FILE --per ${after.answered})`);
   if (untrained) console.log('note: the model is UNTRAINED (random weights of the preset\'s shape): a throughput figure, not an accuracy one');
   if (bar && !arg('run')) {
     const pass = rps >= bar.rps && p99 <= bar.p99 && r.non2xx === 0 && r.errors === 0;

@@ -5,6 +5,7 @@
  * without a token; and the micro-batcher on its own.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +16,10 @@ import { writeCheckpoint } from '../src/model/checkpoint.js';
 import { createBackend } from '../src/native/backend.js';
 import { loadRunModel } from '../src/train/run.js';
 import { MicroBatcher } from '../src/serve/batcher.js';
+import { Svcm } from '@nats-io/services';
+import { connectServe } from '../src/serve/connect.js';
 import { loadServedShard } from '../src/serve/load.js';
+import { GATEWAY_SERVICE } from '../src/serve/protocol.js';
 import { ensureBuilt, haveNats, root, until } from './dist-helpers.js';
 import { bibtexTest, dataDir, f32, haveBibtex, sparseInput, trainBibtex, xmcPredict, type Predicted } from './serve-helpers.js';
 
@@ -41,6 +45,28 @@ describe('serve - micro-batcher', () => {
 });
 
 const run = describe.skipIf(!haveNats || !haveBibtex);
+
+/** One HTTP request on a connection of its own (the cluster primary hands connections, not requests, to the gateway processes). */
+function fresh(url: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = request(`${url}${path}`, {
+      method: data ? 'POST' : 'GET', agent: false,
+      headers: { connection: 'close', ...(data ? { 'content-type': 'application/json' } : {}), ...headers },
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => {
+        let parsed: unknown = text;
+        try { parsed = JSON.parse(text); } catch { /* metrics text */ }
+        resolve({ status: res.statusCode ?? 0, body: parsed });
+      });
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
 
 run('serve - the xmc serve command', () => {
   let dir: string;
@@ -142,5 +168,64 @@ run('serve - the xmc serve command', () => {
     const exited = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
     child.kill('SIGINT');
     expect(await exited).toBe(0);
+  });
+
+  it('serve - --gateways 2: both processes answer as xmc predict does, each is a NATS service instance, /metrics sums them', async () => {
+    const token = 'cluster-t0ken';
+    child = spawn(process.execPath, [join(root, 'bin', 'xmc.js'), 'serve', '--run', runDir, '--port', '0', '--device', 'cpu', '--threads', '1', '--timeout-ms', '3000', '--gateways', '2'],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, XMC_SERVE_TOKEN: token } });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d) => { out += d; });
+    child.stderr!.on('data', (d) => { err += d; });
+    await until('the service to listen', () => /listening on (http:\S+)/.test(out) || child!.exitCode !== null, 60_000);
+    const url = /listening on (http:\S+)/.exec(out)?.[1];
+    expect(url, err).toBeDefined();
+    expect(out).toMatch(/2 gateway processes/);
+    const auth = { authorization: `Bearer ${token}` };
+
+    const pids = new Set<number>();
+    for (let i = 0; i < 4; i++) pids.add((await fresh(url!, '/healthz')).body.gatewayPid as number);
+    expect(pids.size).toBe(2);
+    expect(pids.has(child.pid!)).toBe(false);
+
+    const n = 16;
+    for (let r = 0; r < n; r++) {
+      const a = await fresh(url!, '/v1/predict', { inputs: [sparseInput(test, r)], k: 5 }, auth);
+      expect(a.status).toBe(200);
+      expect(a.body.predictions[0].labels, `row ${r}`).toEqual(expected[r].labels);
+      expect(f32(a.body.predictions[0].scores), `row ${r}`).toEqual(f32(expected[r].scores));
+    }
+    expect((await fresh(url!, '/v1/predict', { inputs: [sparseInput(test, 0)], k: 0 }, auth)).status).toBe(400);
+    expect((await fresh(url!, '/v1/predict', { inputs: [sparseInput(test, 0)] })).status).toBe(401);
+    expect((await fresh(url!, '/metrics')).status).toBe(401);
+
+    // Every process's counts, whichever process answers the scrape.
+    const count = (text: string, status: number) => Number(new RegExp(`^xmc_serve_requests_total\\{route="/v1/predict",status="${status}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+    for (let i = 0; i < 2; i++) {
+      const m = await fresh(url!, '/metrics', undefined, auth);
+      expect(m.status).toBe(200);
+      expect(count(m.body as string, 200)).toBe(n);
+      expect(count(m.body as string, 400)).toBe(1);
+      expect(m.body as string).toMatch(new RegExp(`^xmc_serve_request_inputs_count ${n}$`, 'm'));
+    }
+
+    const natsUrl = /NATS (nats:\S+)\)/.exec(out)?.[1];
+    expect(natsUrl).toBeDefined();
+    const nc = await connectServe(natsUrl!, 'test-client');
+    try {
+      const infos = [];
+      for await (const i of await new Svcm(nc).client({ strategy: 'timer', maxWait: 300 }).info(GATEWAY_SERVICE)) infos.push(i);
+      expect(infos.length).toBe(2);
+      const reply = await nc.request(`xmc.serve.${infos[0].metadata?.model}.predict`, JSON.stringify({ inputs: [sparseInput(test, 1)], k: 5 }), { timeout: 5000 });
+      expect((JSON.parse(new TextDecoder().decode(reply.data)) as { predictions: Predicted[] }).predictions[0].labels).toEqual(expected[1].labels);
+    } finally {
+      await nc.close();
+    }
+
+    const exited = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+    for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
   });
 });

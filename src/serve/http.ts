@@ -3,7 +3,7 @@
  *
  *   POST /v1/predict   {inputs, k?, allowPartial?} -> {k, partial, missingShards?, predictions}
  *   GET  /healthz      every shard pinged: 200 {status: 'ok', ...} or 503 {status: 'unavailable', ...}
- *   GET  /metrics      Prometheus text (ServeMetrics)
+ *   GET  /metrics      Prometheus text (ServeMetrics; with several gateway processes, their sum)
  *
  * Errors are JSON {error, message} (and `shards` for 503): 400 bad_request
  * for every input problem (JSON, types, dimension, non-finite values, k out
@@ -30,6 +30,8 @@ export interface HttpOptions {
   token?: string;
   /** largest request body in bytes */
   bodyLimit?: number;
+  /** the text of GET /metrics (default: this process's registry; a process of `--gateways N` asks the cluster primary for every process's sum) */
+  metricsText?: () => Promise<string>;
 }
 
 export const DEFAULT_BODY_LIMIT = 4 * 1024 * 1024;
@@ -68,19 +70,25 @@ export function buildHttpServer(gateway: Gateway, options: HttpOptions = {}): Fa
   });
   const expected = options.token ? digest(options.token) : null;
 
-  app.addHook('onRequest', async (req, reply) => {
-    if (!expected || req.url === '/healthz') return;
-    const header = req.headers.authorization ?? '';
-    const m = /^Bearer\s+(.+)$/i.exec(header);
-    if (!m || !timingSafeEqual(digest(m[1].trim()), expected)) {
-      reply.header('www-authenticate', 'Bearer');
-      return reply.code(401).send({ error: 'unauthorized', message: m ? 'the API token is wrong' : "this service needs 'Authorization: Bearer TOKEN'" });
-    }
-  });
-  app.addHook('onResponse', async (req, reply) => {
+  // Hooks in callback style: no promise per request (the gateway's per-request cost is what bounds its throughput).
+  if (expected) {
+    app.addHook('onRequest', (req, reply, done) => {
+      if (req.url === '/healthz') return done();
+      const header = req.headers.authorization ?? '';
+      const m = /^Bearer\s+(.+)$/i.exec(header);
+      if (!m || !timingSafeEqual(digest(m[1].trim()), expected)) {
+        reply.header('www-authenticate', 'Bearer');
+        reply.code(401).send({ error: 'unauthorized', message: m ? 'the API token is wrong' : "this service needs 'Authorization: Bearer TOKEN'" });
+        return;
+      }
+      done();
+    });
+  }
+  app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unknown';
     metrics.requests.inc({ route, status: String(reply.statusCode) });
     metrics.latency.observe({ route }, reply.elapsedTime / 1000);
+    done();
   });
 
   app.setErrorHandler((err: FastifyError, _req, reply) => {
@@ -161,13 +169,14 @@ export function buildHttpServer(gateway: Gateway, options: HttpOptions = {}): Fa
 
   app.get('/healthz', async (_req, reply) => {
     const h = await gateway.health();
-    const info = { shardCount: gateway.shards, inputDim: limits.inputDim, numLabels: limits.numLabels, maxK: kLimit(limits), maxInputs: limits.maxInputs };
+    const info = { gatewayPid: process.pid, shardCount: gateway.shards, inputDim: limits.inputDim, numLabels: limits.numLabels, maxK: kLimit(limits), maxInputs: limits.maxInputs };
     return reply.code(h.ok ? 200 : 503).send({ status: h.ok ? 'ok' : 'unavailable', ...info, shards: h.shards });
   });
 
+  const metricsText = options.metricsText ?? (() => metrics.text());
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', metrics.contentType);
-    return metrics.text();
+    return metricsText();
   });
 
   return app;

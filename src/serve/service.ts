@@ -3,7 +3,9 @@
  * a nats-server of its own unless given a URL, one shard worker per shard
  * (child processes `xmc serve worker`, restarted when they die, or in this
  * process on one shared backend), the gateway with its NATS service, and the
- * HTTP server. Resolves once every shard answers a ping.
+ * HTTP server: in this process, or `gateways` gateway processes sharing the
+ * port (cluster.ts). Resolves once every shard answers a ping and every
+ * gateway listens.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
@@ -13,6 +15,7 @@ import type { Backend } from '../native/backend.js';
 import { repoRoot, sleep, startNatsServer, type NatsServerHandle } from '../distributed/nats.js';
 import { createDeviceBackend, type Device } from '../train/run.js';
 import type { BatcherOptions } from './batcher.js';
+import { startGatewayCluster, type GatewayCluster } from './cluster.js';
 import { checkNatsAuth, connectServe, type NatsAuth } from './connect.js';
 import { DEFAULT_TIMEOUT_MS, Gateway } from './gateway.js';
 import { startHttp, checkHttpBind, type HttpOptions } from './http.js';
@@ -42,6 +45,8 @@ export interface LocalServiceOptions {
   limits?: Partial<Omit<PredictLimits, 'inputDim' | 'numLabels'>>;
   labelNames?: readonly string[];
   http?: HttpOptions;
+  /** gateway processes sharing the HTTP port (default 1: the gateway runs in this process) */
+  gateways?: number;
   /** how long to wait for every shard to answer (ms; default 300 s) */
   readyTimeoutMs?: number;
   log?: (message: string) => void;
@@ -52,8 +57,12 @@ export interface LocalService {
   natsUrl: string;
   model: string;
   run: ServedRun;
+  /** with one gateway: the gateway; with several: this process's gateway for health checks only (no HTTP, no NATS service) */
   gateway: Gateway;
-  metrics: ServeMetrics;
+  /** the metrics GET /metrics serves with one gateway; null with several (each process has its own, the primary sums them) */
+  metrics: ServeMetrics | null;
+  /** the gateway processes' ids (this process's with one gateway) */
+  gatewayPids(): number[];
   /** stops shard `shard`'s worker (a process is not restarted until startShard) */
   stopShard(shard: number): Promise<void>;
   /** starts shard `shard`'s worker again */
@@ -121,20 +130,28 @@ export async function startLocalService(options: LocalServiceOptions): Promise<L
     });
     for (let s = 0; s < S; s++) await startShard(s);
 
-    const metrics = new ServeMetrics();
-    const gateway = new Gateway({
-      nc, run, model, timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS, limits: { ...DEFAULT_LIMITS, ...options.limits },
-      labelNames: options.labelNames, metrics, log,
-    });
-    await gateway.startService();
-    cleanups.push(() => gateway.stop());
+    const gateways = options.gateways ?? 1;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const limits = { ...DEFAULT_LIMITS, ...options.limits };
+    const metrics = new ServeMetrics({ processMetrics: gateways === 1 });
+    const gateway = new Gateway({ nc, run, model, timeoutMs, limits, labelNames: options.labelNames, metrics, log });
+    if (gateways === 1) {
+      await gateway.startService();
+      cleanups.push(() => gateway.stop());
+    }
     await waitReady(gateway, options.readyTimeoutMs ?? 300_000);
-    const http = await startHttp(gateway, options.http);
-    cleanups.push(() => http.close());
-    return {
-      url: http.url, natsUrl, model, run, gateway, metrics, stopShard, startShard,
-      stop: cleanup,
-    };
+    if (gateways === 1) {
+      const http = await startHttp(gateway, options.http);
+      cleanups.push(() => http.close());
+      return { url: http.url, natsUrl, model, run, gateway, metrics, gatewayPids: () => [process.pid], stopShard, startShard, stop: cleanup };
+    }
+    const group: GatewayCluster = await startGatewayCluster({
+      count: gateways, log,
+      config: { runDir: run.dir, model, natsUrl, natsAuth: auth, timeoutMs, limits, labelNames: options.labelNames, http: options.http ?? {} },
+    });
+    cleanups.push(() => group.stop());
+    log(`${gateways} gateway processes on ${group.url} (pids ${group.pids().join(', ')})`);
+    return { url: group.url, natsUrl, model, run, gateway, metrics: null, gatewayPids: group.pids, stopShard, startShard, stop: cleanup };
   } catch (err) {
     await cleanup();
     throw err;

@@ -13,10 +13,12 @@ import { OptionError } from '../../errors.js';
 import { logger } from '../../distributed/nats.js';
 import type { Device } from '../../train/run.js';
 import type { BatcherOptions } from '../../serve/batcher.js';
+import { defaultGateways, startGatewayCluster } from '../../serve/cluster.js';
 import { checkNatsAuth, connectServe, natsAuthFrom } from '../../serve/connect.js';
 import { DEFAULT_TIMEOUT_MS, Gateway } from '../../serve/gateway.js';
 import { DEFAULT_BODY_LIMIT, startHttp, checkHttpBind, type HttpOptions } from '../../serve/http.js';
 import { readServedRun } from '../../serve/load.js';
+import { cudaUnavailableReason } from '../../native/cuda-backend.js';
 import { ServeMetrics } from '../../serve/metrics.js';
 import { modelNameOf } from '../../serve/protocol.js';
 import { DEFAULT_LIMITS, startLocalService, waitReady } from '../../serve/service.js';
@@ -53,6 +55,9 @@ worker:
   --gpus G               (all-in-one) spread the workers over G GPUs (CUDA_VISIBLE_DEVICES = shard mod G)
 
 gateway:
+  --gateways N           gateway processes sharing the HTTP port (node:cluster; /metrics sums them);
+                         default all-in-one: min(4, cores/2) when the workers run on CUDA, else 1;
+                         \`xmc serve gateway\`: 1
   --host H               HTTP address (default 127.0.0.1); beyond loopback needs --token
   --port P               HTTP port (default 8080; 0: any free port)
   --token T              API token, 'Authorization: Bearer T' (or XMC_SERVE_TOKEN)
@@ -70,7 +75,7 @@ const OPTIONS = {
   'max-wait-ms': { type: 'string' }, 'max-batch-rows': { type: 'string' }, 'in-process': { type: 'boolean' }, gpus: { type: 'string' },
   host: { type: 'string' }, port: { type: 'string' }, token: { type: 'string' }, 'timeout-ms': { type: 'string' },
   'max-k': { type: 'string' }, k: { type: 'string' }, 'max-inputs': { type: 'string' }, 'body-limit': { type: 'string' },
-  labels: { type: 'string' },
+  labels: { type: 'string' }, gateways: { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseOptions<typeof OPTIONS>>['values'];
@@ -111,6 +116,14 @@ function gatewayOptions(v: Values, numLabels: number) {
   };
 }
 
+/** --gateways: given, or the default for the device the workers run on. */
+function gatewaysOption(v: Values, device: Device | null): number {
+  let fallback = 1;
+  if (device === 'cuda') fallback = defaultGateways('cuda');
+  else if (device === 'auto') fallback = defaultGateways(cudaUnavailableReason() === null ? 'cuda' : 'cpu');
+  return numberOption('--gateways', v.gateways, fallback, { min: 1, max: 256, integer: true });
+}
+
 /** One name per line, line i naming label i; exactly one per label. */
 export function readLabelNames(path: string, numLabels: number): string[] {
   let text: string;
@@ -149,9 +162,11 @@ export const command: Command = {
       const service = await startLocalService({
         runDir: run.dir, model, natsUrl: v.nats, natsAuth: auth, workers: v['in-process'] ? 'in-process' : 'process',
         device, threads: threadsOption(v), gpus: v.gpus === undefined ? undefined : numberOption('--gpus', v.gpus, 0, { min: 0, max: 1024, integer: true }),
-        batch: batchOptions(v), http: httpOptions(v), ...gatewayOptions(v, run.model.numLabels), log,
+        batch: batchOptions(v), http: httpOptions(v), ...gatewayOptions(v, run.model.numLabels), gateways: gatewaysOption(v, device), log,
       });
-      process.stdout.write(`xmc serve: listening on ${service.url} (model ${model}: ${run.model.shards} shard(s), ${run.model.inputDim} features, ${run.model.numLabels} labels; NATS ${service.natsUrl})\n`);
+      const pids = service.gatewayPids();
+      process.stdout.write(`xmc serve: listening on ${service.url} (model ${model}: ${run.model.shards} shard(s), ${run.model.inputDim} features, ${run.model.numLabels} labels; `
+        + `${pids.length} gateway process${pids.length === 1 ? '' : 'es'}; NATS ${service.natsUrl})\n`);
       const signal = await untilSignal();
       log(`${signal}: stopping`);
       await service.stop();
@@ -173,6 +188,18 @@ export const command: Command = {
     } else {
       const log = logger('serve gateway');
       const http = httpOptions(v);
+      const gateways = gatewaysOption(v, null);
+      if (gateways > 1) {
+        const group = await startGatewayCluster({
+          count: gateways, log,
+          config: { runDir: run.dir, model, natsUrl: url, natsAuth: auth, http, ...gatewayOptions(v, run.model.numLabels) },
+        });
+        log(`${gateways} gateway processes listening on ${group.url} (pids ${group.pids().join(', ')}; model ${model}, ${run.model.shards} shard(s))`);
+        const signal = await untilSignal();
+        log(`${signal}: stopping`);
+        await group.stop();
+        return 0;
+      }
       nc = await connectServe(url, `xmc-serve-gateway-${model}`, auth);
       const gateway = new Gateway({ nc, run, model, metrics: new ServeMetrics(), log, ...gatewayOptions(v, run.model.numLabels) });
       await gateway.startService();
