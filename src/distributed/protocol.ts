@@ -19,15 +19,11 @@
  * throws: a malformed message gives `{ error: reason }`, which the receiver
  * logs and drops (never a crash).
  */
-import { Packr } from 'msgpackr';
+import { encode, isError, unpackMap, type Decoded } from '../io/wire.js';
 import type { DataSpecs } from '../train/trainer.js';
 import type { TrainConfig } from '../train/config.js';
 
-const packr = new Packr({ useRecords: false, moreTypes: true });
 
-export function encode(message: object): Uint8Array {
-  return packr.pack(message);
-}
 
 export interface RunSubjects {
   stream: string;
@@ -141,22 +137,7 @@ export type WorkerReply =
   | { type: 'behind'; shard: number; step: number }
   | { type: 'error'; shard: number; reason: string };
 
-export type Decoded<T> = T | { error: string };
-
-export function isError<T>(d: Decoded<T>): d is { error: string } {
-  return typeof d === 'object' && d !== null && 'error' in d && Object.keys(d).length === 1;
-}
-
-function unpack(data: Uint8Array): Decoded<Record<string, unknown>> {
-  let v: unknown;
-  try {
-    v = packr.unpack(data);
-  } catch (err) {
-    return { error: `not msgpack: ${(err as Error).message}` };
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { error: `not a msgpack map (${Array.isArray(v) ? 'array' : typeof v})` };
-  return v as Record<string, unknown>;
-}
+export { encode, isError, type Decoded };
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isPositive = (v: unknown): v is number => isCount(v) && v > 0;
@@ -173,7 +154,7 @@ function checkRun(m: Record<string, unknown>, runId: string, type: string): stri
  * non-decreasing, ending at labelIds.length) and every label id < numLabels.
  */
 export function decodeBatch(data: Uint8Array, runId: string, inputDim: number, numLabels: number): Decoded<BatchMessage> {
-  const m = unpack(data);
+  const m = unpackMap(data);
   if (isError(m)) return m;
   const bad = checkRun(m, runId, 'batch');
   if (bad) return { error: bad };
@@ -201,7 +182,7 @@ export function decodeBatch(data: Uint8Array, runId: string, inputDim: number, n
 }
 
 export function decodeControl(data: Uint8Array, runId: string): Decoded<ControlMessage> {
-  const m = unpack(data);
+  const m = unpackMap(data);
   if (isError(m)) return m;
   if (m.type === 'finished') {
     const bad = checkRun(m, runId, 'finished');
@@ -215,7 +196,7 @@ export function decodeControl(data: Uint8Array, runId: string): Decoded<ControlM
 }
 
 export function decodeConfig(data: Uint8Array, runId: string): Decoded<ConfigMessage> {
-  const m = unpack(data);
+  const m = unpackMap(data);
   if (isError(m)) return m;
   const bad = checkRun(m, runId, 'config');
   if (bad) return { error: bad };
@@ -231,7 +212,7 @@ export function decodeConfig(data: Uint8Array, runId: string): Decoded<ConfigMes
 
 /** A request to worker `shard` of a model with `inputDim` features. */
 export function decodeWorkerRequest(data: Uint8Array, runId: string, inputDim: number): Decoded<WorkerRequest> {
-  const m = unpack(data);
+  const m = unpackMap(data);
   if (isError(m)) return m;
   if (m.runId !== runId) return { error: `run id ${JSON.stringify(m.runId)} is not this run's ('${runId}')` };
   switch (m.type) {
@@ -256,7 +237,7 @@ export function decodeWorkerRequest(data: Uint8Array, runId: string, inputDim: n
 
 /** A worker's reply; top-k replies are checked for shape (rows x k labels and scores). */
 export function decodeWorkerReply(data: Uint8Array): Decoded<WorkerReply> {
-  const m = unpack(data);
+  const m = unpackMap(data);
   if (isError(m)) return m;
   switch (m.type) {
     case 'topk':

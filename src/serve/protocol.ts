@@ -22,15 +22,11 @@
  * cannot use, 500 for a failure of their own). Decoders never throw: a
  * malformed message gives `{ error: reason }`.
  */
-import { Packr } from 'msgpackr';
+import { encode, isError, unpackMap, type Decoded } from '../io/wire.js';
 import { l2NormalizeRows } from '../data/normalize.js';
 import type { FeatureMatrix } from '../data/types.js';
 
-const packr = new Packr({ useRecords: false, moreTypes: true });
 
-export function encode(message: object): Uint8Array {
-  return packr.pack(message);
-}
 
 export const SHARD_SERVICE = 'xmc-serve-shard';
 export const GATEWAY_SERVICE = 'xmc-serve';
@@ -96,22 +92,7 @@ export interface ShardPong {
 
 export type ShardReply = ShardTopKReply | ShardPong;
 
-export type Decoded<T> = T | { error: string };
-
-export function isError<T>(d: Decoded<T>): d is { error: string } {
-  return typeof d === 'object' && d !== null && 'error' in d && Object.keys(d).length === 1;
-}
-
-function unpack(data: Uint8Array): Decoded<Record<string, unknown>> {
-  let v: unknown;
-  try {
-    v = packr.unpack(data);
-  } catch (err) {
-    return { error: `not msgpack: ${(err as Error).message}` };
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { error: `not a msgpack map (${Array.isArray(v) ? 'array' : typeof v})` };
-  return v as Record<string, unknown>;
-}
+export { encode, isError, type Decoded };
 
 const isPositive = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
 
@@ -124,7 +105,7 @@ export function requestFeatures(m: ShardPredictRequest): FeatureMatrix {
 
 /** A request to a worker whose model takes `inputDim` features: shapes, index ranges and finite values checked. */
 export function decodeShardRequest(data: Uint8Array, inputDim: number): Decoded<ShardRequest> {
-  const m = unpack(data);
+  const m = unpackMap(data);
   if (isError(m)) return m;
   if (m.type === 'ping') return { type: 'ping' };
   if (m.type !== 'predict') return { error: `unknown request type ${JSON.stringify(m.type)}` };
@@ -155,7 +136,7 @@ export function decodeShardRequest(data: Uint8Array, inputDim: number): Decoded<
 
 /** A worker's reply; top-k replies checked for shape. */
 export function decodeShardReply(data: Uint8Array): Decoded<ShardReply> {
-  const m = unpack(data);
+  const m = unpackMap(data);
   if (isError(m)) return m;
   if (m.type === 'pong') return m as unknown as ShardPong;
   if (m.type !== 'topk') return { error: `unknown reply type ${JSON.stringify(m.type)}` };
