@@ -31,7 +31,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { batchCount } from '../src/data/batches.js';
 import { loadDataset } from '../src/data/load.js';
-import { AtomicFileWriter } from '../src/io/files.js';
+import { writeTextAtomically } from '../src/io/files.js';
 import { inversePropensities } from '../src/metrics/propensity.js';
 import { describeModel } from '../src/model/config.js';
 import { prepareFeatures } from '../src/model/inputs.js';
@@ -74,17 +74,6 @@ interface StateFile {
   runId: string;
   state: RunCheckpointMeta['state'];
   savedAt: string;
-}
-
-async function writeTextAtomically(path: string, text: string): Promise<void> {
-  const w = await AtomicFileWriter.create(path);
-  try {
-    await w.writeText(text);
-    await w.commit();
-  } catch (err) {
-    await w.abort();
-    throw err;
-  }
 }
 
 export interface CoordinatorResult {

@@ -55,6 +55,18 @@ export async function readPrefix(path: string, max: number): Promise<Uint8Array>
 
 const FLUSH_BYTES = 1 << 20;
 
+/** Writes `text` to `path` atomically: a temporary file beside it, then a rename (AtomicFileWriter). */
+export async function writeTextAtomically(path: string, text: string): Promise<void> {
+  const w = await AtomicFileWriter.create(path);
+  try {
+    await w.writeText(text);
+    await w.commit();
+  } catch (err) {
+    await w.abort();
+    throw err;
+  }
+}
+
 /**
  * A file written sequentially to `<dir>/.<name>.tmp-<random>` and renamed to
  * `path` by `commit()`. `abort()` (or any failure in `commit`) removes the

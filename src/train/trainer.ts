@@ -20,7 +20,7 @@ import { batchCount, batchIndices } from '../data/batches.js';
 import type { Dataset } from '../data/types.js';
 import { DataFormatError, XmcError } from '../errors.js';
 import type { DatasetSpec } from '../data/load.js';
-import { AtomicFileWriter } from '../io/files.js';
+import { writeTextAtomically } from '../io/files.js';
 import { inversePropensities } from '../metrics/propensity.js';
 import type { Backend, FloatTensor } from '../native/backend.js';
 import { readCheckpoint, writeCheckpoint, type Checkpoint } from '../model/checkpoint.js';
@@ -137,17 +137,6 @@ export function metricsJsonl(history: readonly EpochRecord[]): string {
   return history.map((r) => JSON.stringify({
     epoch: r.epoch, step: r.step, lr: r.lr, loss: r.loss, ...r.metrics, seconds: Number(r.seconds.toFixed(3)),
   }) + '\n').join('');
-}
-
-async function writeTextAtomically(path: string, text: string): Promise<void> {
-  const w = await AtomicFileWriter.create(path);
-  try {
-    await w.writeText(text);
-    await w.commit();
-  } catch (err) {
-    await w.abort();
-    throw err;
-  }
 }
 
 /** Trains (or continues) a run; see the module comment. */
