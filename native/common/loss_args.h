@@ -59,6 +59,33 @@ inline std::string label_ptr_error(int code, uint64_t v, int64_t row, int64_t ni
 
 namespace xmc::common {
 
+// lossForward(scores [B, L], labelPtr [B + 1], labelIds [nnz], dScores [B, L] | null, loss [1], options)
+struct LossShape {
+  int64_t B = 0, L = 0;
+  LossOptions loss;
+};
+
+template <class Tensor>
+LossShape loss_forward_arguments(const OpArgs& call, const Tensor& scores, const Tensor& labelPtr, const Tensor& labelIds,
+                                 const std::optional<Tensor>& dScores, const Tensor& loss, const Napi::Object& opts) {
+  call.expect_dtype(scores, "scores", DType::Float32);
+  call.expect_shape(scores, "scores", {-1, -1}, "[B, L]");
+  LossShape s;
+  s.B = scores.dim(0);
+  s.L = scores.dim(1);
+  expect_label_csr(call, labelPtr, labelIds, s.B);
+  if (dScores) {
+    call.expect_dtype(*dScores, "dScores", DType::Float32);
+    call.expect_shape(*dScores, "dScores", {s.B, s.L}, "[B, L]");
+  }
+  call.expect_dtype(loss, "loss", DType::Float32);
+  call.expect_shape(loss, "loss", {1}, "[1]");
+  call.expect_distinct(loss, "loss", scores, "scores");
+  if (dScores) call.expect_distinct(loss, "loss", *dScores, "dScores");
+  s.loss = loss_options(call, opts, s.L);
+  return s;
+}
+
 // ffiLossBackward(x [B, I], W [L, k], idx [L, k], b [L], labelPtr [B + 1], labelIds [nnz],
 //                 dX [B, I] | null, dW [L, k], dB [L], loss [1], options)
 struct FfiLossShape {

@@ -20,19 +20,9 @@ Napi::Value LossForward(const Napi::CallbackInfo& info) {
     std::optional<Tensor> dScores = call.optional_tensor(4, "dScores");
     Tensor loss = call.tensor(5, "loss");
     Napi::Object opts = call.options(6);
-    call.expect_dtype(scores, "scores", DType::Float32);
-    call.expect_shape(scores, "scores", {-1, -1}, "[B, L]");
-    const int64_t B = scores.dim(0), L = scores.dim(1);
-    common::expect_label_csr(call, labelPtr, labelIds, B);
-    if (dScores) {
-      call.expect_dtype(*dScores, "dScores", DType::Float32);
-      call.expect_shape(*dScores, "dScores", {B, L}, "[B, L]");
-    }
-    call.expect_dtype(loss, "loss", DType::Float32);
-    call.expect_shape(loss, "loss", {1}, "[1]");
-    call.expect_distinct(loss, "loss", scores, "scores");
-    if (dScores) call.expect_distinct(loss, "loss", *dScores, "dScores");
-    const common::LossOptions o = common::loss_options(call, opts, L);
+    const common::LossShape sh = common::loss_forward_arguments(call, scores, labelPtr, labelIds, dScores, loss, opts);
+    const int64_t B = sh.B, L = sh.L;
+    const common::LossOptions o = sh.loss;
     const int64_t nids = labelIds.size;
     const uint32_t serial = call.device().register_check([nids](const DeviceStatus& s) {
       return "lossForward: " + common::label_ptr_error(static_cast<int>(s.code), s.v0, static_cast<int64_t>(s.position), nids);
