@@ -42,6 +42,30 @@ describe('serve - micro-batcher', () => {
     b.close();
     await expect(b.submit(1)).rejects.toThrow(/closed/);
   });
+
+  it('serve - with maxInFlight 2 the next batch starts while one runs, and never more than 2 run', async () => {
+    let running = 0, most = 0;
+    const batches: number[][] = [];
+    const release: (() => void)[] = [];
+    const b = new MicroBatcher<number, number>(async (items) => {
+      batches.push([...items]);
+      most = Math.max(most, ++running);
+      await new Promise<void>((r) => release.push(r));
+      running--;
+      return items.map((i) => i + 100);
+    }, { maxWaitMs: 1, maxRows: 2, maxInFlight: 2 }, () => 1);
+    const answers = Array.from({ length: 6 }, (_, i) => b.submit(i));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(batches).toEqual([[0, 1], [2, 3]]); // two full batches running, the third waits
+    expect(b.waiting).toBe(2);
+    release.shift()!();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(batches).toEqual([[0, 1], [2, 3], [4, 5]]);
+    while (release.length) release.shift()!();
+    expect(await Promise.all(answers)).toEqual([100, 101, 102, 103, 104, 105]);
+    expect(most).toBe(2);
+    expect(() => new MicroBatcher(async () => [], { maxWaitMs: 1, maxRows: 2, maxInFlight: 0 }, () => 1)).toThrow(/maxInFlight must be a positive integer/);
+  });
 });
 
 const run = describe.skipIf(!haveNats || !haveBibtex);

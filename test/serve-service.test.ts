@@ -53,7 +53,7 @@ run('serve - one host, workers in process', () => {
     for (let r = 0; r < N; r++) dense.set(denseInput(test, r), r * test.cols);
     await writeNpy(join(dir, 'dense.npy'), { kind: 'dense', rows: N, cols: test.cols, data: dense });
     expectedDense = xmcPredict(['--run', runDir, '--features', join(dir, 'dense.npy'), '--k', '7', '--out', join(dir, 'dense.txt')]);
-    svc = await startLocalService({ runDir, workers: 'in-process', device: 'cpu', threads: 2, timeoutMs: 2000, http: { port: 0 }, limits: { maxK: 50, maxInputs: 16 } });
+    svc = await startLocalService({ runDir, workers: 'in-process', device: 'cpu', threads: 2, timeoutMs: 2000, batch: { maxInFlight: 2 }, http: { port: 0 }, limits: { maxK: 50, maxInputs: 16 } });
     nc = await connectServe(svc.natsUrl, 'test-client');
   });
 

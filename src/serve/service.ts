@@ -188,6 +188,7 @@ function superviseWorker(shard: number, o: ChildOptions, log: (m: string) => voi
     '--shard', String(shard), '--device', o.device, '--threads', String(o.threads)];
   if (o.batch?.maxWaitMs !== undefined) args.push('--max-wait-ms', String(o.batch.maxWaitMs));
   if (o.batch?.maxRows !== undefined) args.push('--max-batch-rows', String(o.batch.maxRows));
+  if (o.batch?.maxInFlight !== undefined) args.push('--batches-in-flight', String(o.batch.maxInFlight));
   const env: NodeJS.ProcessEnv = { ...process.env };
   if (o.natsAuth?.token) env.XMC_NATS_TOKEN = o.natsAuth.token;
   if (o.natsAuth?.user) { env.XMC_NATS_USER = o.natsAuth.user; env.XMC_NATS_PASS = o.natsAuth.pass; }

@@ -86,7 +86,7 @@ export async function startShardWorker(options: ShardWorkerOptions): Promise<Sha
   const batchOptions: BatcherOptions = { ...DEFAULT_BATCH, ...options.batch };
   const stats: ShardWorkerStats = { requests: 0, batches: 0, rows: 0, dropped: 0 };
   const inputs = new Map<number, { tensor: FloatTensor; host: Float32Array }>();
-  let running: Promise<unknown> = Promise.resolve();
+  const running = new Set<Promise<unknown>>();
 
   const compute = async (items: readonly Queued[]): Promise<(ShardTopKReply | null)[]> => {
     const now = performance.now();
@@ -139,7 +139,9 @@ export async function startShardWorker(options: ShardWorkerOptions): Promise<Sha
   };
   const batcher = new MicroBatcher<Queued, ShardTopKReply | null>((items) => {
     const done = compute(items);
-    running = done.catch(() => undefined);
+    const settled = done.catch(() => undefined);
+    running.add(settled);
+    void settled.then(() => running.delete(settled));
     return done;
   }, batchOptions, (q) => q.request.rows);
 
@@ -184,7 +186,7 @@ export async function startShardWorker(options: ShardWorkerOptions): Promise<Sha
   service.addEndpoint('predict', { subject: serveSubjects(options.model).shard(shard), handler: handle });
   await nc.flush(); // the server has the subscription: the shard is reachable when this resolves
   log(`shard ${shard}/${run.model.shards}: labels [${model.labelStart}, ${model.labelEnd}) from ${source} on ${backend.kind}; `
-    + `batches of at most ${batchOptions.maxRows} rows, waiting at most ${batchOptions.maxWaitMs} ms`);
+    + `batches of at most ${batchOptions.maxRows} rows, waiting at most ${batchOptions.maxWaitMs} ms, ${batchOptions.maxInFlight ?? 1} in flight`);
 
   let stopped: Promise<void> | null = null;
   return {
@@ -194,7 +196,7 @@ export async function startShardWorker(options: ShardWorkerOptions): Promise<Sha
       stopped ??= (async () => {
         await service.stop().catch(() => undefined);
         batcher.close(`shard ${shard} is stopping`);
-        await running;
+        await Promise.all(running);
         disposeAll(model, inputs);
       })();
       return stopped;

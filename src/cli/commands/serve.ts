@@ -51,6 +51,7 @@ worker:
   --threads T            CPU threads (default: the cores, divided among the shards all-in-one)
   --max-wait-ms MS       longest wait for more requests before a batch goes (default ${DEFAULT_BATCH.maxWaitMs})
   --max-batch-rows N     rows that fill a batch (default ${DEFAULT_BATCH.maxRows})
+  --batches-in-flight N  batches a worker runs at once (default 1; 2 packs the next batch while one computes)
   --in-process           (all-in-one) workers in this process, one shared backend
   --gpus G               (all-in-one) spread the workers over G GPUs (CUDA_VISIBLE_DEVICES = shard mod G)
 
@@ -72,7 +73,7 @@ const OPTIONS = {
   run: { type: 'string' }, model: { type: 'string' }, nats: { type: 'string' },
   'nats-token': { type: 'string' }, 'nats-user': { type: 'string' }, 'nats-pass': { type: 'string' },
   shard: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' },
-  'max-wait-ms': { type: 'string' }, 'max-batch-rows': { type: 'string' }, 'in-process': { type: 'boolean' }, gpus: { type: 'string' },
+  'max-wait-ms': { type: 'string' }, 'max-batch-rows': { type: 'string' }, 'batches-in-flight': { type: 'string' }, 'in-process': { type: 'boolean' }, gpus: { type: 'string' },
   host: { type: 'string' }, port: { type: 'string' }, token: { type: 'string' }, 'timeout-ms': { type: 'string' },
   'max-k': { type: 'string' }, k: { type: 'string' }, 'max-inputs': { type: 'string' }, 'body-limit': { type: 'string' },
   labels: { type: 'string' }, gateways: { type: 'string' },
@@ -84,6 +85,7 @@ function batchOptions(v: Values): Partial<BatcherOptions> {
   const b: Partial<BatcherOptions> = {};
   if (v['max-wait-ms'] !== undefined) b.maxWaitMs = numberOption('--max-wait-ms', v['max-wait-ms'], 0, { min: 0, max: 1000 });
   if (v['max-batch-rows'] !== undefined) b.maxRows = numberOption('--max-batch-rows', v['max-batch-rows'], 0, { min: 1, max: 65536, integer: true });
+  if (v['batches-in-flight'] !== undefined) b.maxInFlight = numberOption('--batches-in-flight', v['batches-in-flight'], 1, { min: 1, max: 8, integer: true });
   return b;
 }
 
