@@ -49,4 +49,16 @@ DenseDims dense_backward_arguments(const OpArgs& call, const Tensor& x, const Te
   return {B, I, O};
 }
 
+// denseTopK(x [B, I], W [L, I], b [L], ...): the layer's checks, with its labels named L.
+template <class Tensor>
+DenseDims dense_topk_arguments(const OpArgs& call, const Tensor& x, const Tensor& W, const Tensor& b) {
+  const auto [B, I] = layer_input(call, x);
+  call.expect_dtype(W, "W", DType::Float32);
+  call.expect_shape(W, "W", {-1, I}, "[L, I]");
+  const int64_t L = W.dim(0);
+  call.expect_dtype(b, "b", DType::Float32);
+  call.expect_shape(b, "b", {L}, "[L]");
+  return {B, I, L};
+}
+
 }  // namespace xmc::common

@@ -99,4 +99,56 @@ void gradient_outputs(const OpArgs& call, const Tensor& x, const Tensor& W, cons
   }
 }
 
+// The whole argument checks of the row-sparse layer ops, {B, I, L, k or nnz}.
+struct RowSparseDims {
+  int64_t B, I, L, n;  // n: fan-in k (FFI) or nnz (CSR)
+};
+
+// ffiForward(x, W, idx, b, out)
+template <class Tensor>
+RowSparseDims ffi_forward_arguments(const OpArgs& call, const Tensor& x, const Tensor& W, const Tensor& idx, const Tensor& b,
+                                    const Tensor& out) {
+  const auto [B, I] = layer_input(call, x);
+  const auto [L, k] = ffi_layer(call, W, idx, &b);
+  layer_output(call, out, B, L, "[B, L]", x, W, b);
+  return {B, I, L, k};
+}
+
+// ffiBackward(x, W, idx, dOut, dX | null, dW [L, k], dB [L])
+template <class Tensor>
+RowSparseDims ffi_backward_arguments(const OpArgs& call, const Tensor& x, const Tensor& W, const Tensor& idx,
+                                     const Tensor& dOut, const std::optional<Tensor>& dX, const Tensor& dW, const Tensor& dB) {
+  const auto [B, I] = layer_input(call, x);
+  const auto [L, k] = ffi_layer(call, W, idx, static_cast<const Tensor*>(nullptr));
+  call.expect_dtype(dW, "dW", DType::Float32);
+  call.expect_shape(dW, "dW", {L, k}, "[L, k]");
+  call.expect_dtype(dB, "dB", DType::Float32);
+  call.expect_shape(dB, "dB", {L}, "[L]");
+  gradient_outputs(call, x, W, dOut, dX, dW, dB, B, I, L, "[B, L]");
+  return {B, I, L, k};
+}
+
+// sparseForward(x, rowPtr, col, W, b, out)
+template <class Tensor>
+RowSparseDims csr_forward_arguments(const OpArgs& call, const Tensor& x, const Tensor& rowPtr, const Tensor& col,
+                                    const Tensor& W, const Tensor& b, const Tensor& out) {
+  const auto [B, I] = layer_input(call, x);
+  const auto [L, nnz] = csr_layer(call, rowPtr, col, W, &b, "b");
+  layer_output(call, out, B, L, "[B, L]", x, W, b);
+  return {B, I, L, nnz};
+}
+
+// sparseBackward(x, rowPtr, col, W, dOut, dX | null, dW [nnz], dB [L])
+template <class Tensor>
+RowSparseDims csr_backward_arguments(const OpArgs& call, const Tensor& x, const Tensor& rowPtr, const Tensor& col,
+                                     const Tensor& W, const Tensor& dOut, const std::optional<Tensor>& dX,
+                                     const Tensor& dW, const Tensor& dB) {
+  const auto [B, I] = layer_input(call, x);
+  const auto [L, nnz] = csr_layer(call, rowPtr, col, W, &dB, "dB");
+  call.expect_dtype(dW, "dW", DType::Float32);
+  call.expect_shape(dW, "dW", {nnz}, "[nnz]");
+  gradient_outputs(call, x, W, dOut, dX, dW, dB, B, I, L, "[B, L]");
+  return {B, I, L, nnz};
+}
+
 }  // namespace xmc::common

@@ -48,10 +48,9 @@ Napi::Value FfiForward(const Napi::CallbackInfo& info) {
   OpCall call(info, "ffiForward");
   Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), idx = call.tensor(3, "idx"), b = call.tensor(4, "b"),
          out = call.tensor(5, "out");
-  const auto [B, I] = common::layer_input(call, x);
-  const auto [L, k] = check_ffi_layer(call, W, idx, &b);
-  common::layer_output(call, out, B, L, "[B, L]", x, W, b);
-  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, W, idx, b, out, B = B, I = I, L = L, k = k] {
+  const common::RowSparseDims d = common::ffi_forward_arguments(call, x, W, idx, b, out);
+  const int64_t B = d.B, I = d.I, L = d.L, k = d.n;
+  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, W, idx, b, out, B, I, L, k] {
     validate_ffi_idx(*pool, idx, k, I);
     TransposedInput xT(*pool, alloc, x.data<float>(), B, I);
     RowSparse rows{nullptr, k, idx.data<uint32_t>(), W.data<float>()};
@@ -66,14 +65,9 @@ Napi::Value FfiBackward(const Napi::CallbackInfo& info) {
   Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), idx = call.tensor(3, "idx"), dOut = call.tensor(4, "dOut");
   std::optional<Tensor> dX = call.optional_tensor(5, "dX");
   Tensor dW = call.tensor(6, "dW"), dB = call.tensor(7, "dB");
-  const auto [B, I] = common::layer_input(call, x);
-  const auto [L, k] = check_ffi_layer(call, W, idx, nullptr);
-  call.expect_dtype(dW, "dW", DType::Float32);
-  call.expect_shape(dW, "dW", {L, k}, "[L, k]");
-  call.expect_dtype(dB, "dB", DType::Float32);
-  call.expect_shape(dB, "dB", {L}, "[L]");
-  common::gradient_outputs(call, x, W, dOut, dX, dW, dB, B, I, L, "[B, L]");
-  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, W, idx, dOut, dX, dW, dB, B = B, I = I, L = L, k = k] {
+  const common::RowSparseDims d = common::ffi_backward_arguments(call, x, W, idx, dOut, dX, dW, dB);
+  const int64_t B = d.B, I = d.I, L = d.L, k = d.n;
+  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, W, idx, dOut, dX, dW, dB, B, I, L, k] {
     validate_ffi_idx(*pool, idx, k, I);
     TransposedInput xT(*pool, alloc, x.data<float>(), B, I);
     RowSparse rows{nullptr, k, idx.data<uint32_t>(), W.data<float>()};

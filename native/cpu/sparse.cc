@@ -49,10 +49,9 @@ Napi::Value SparseForward(const Napi::CallbackInfo& info) {
   OpCall call(info, "sparseForward");
   Tensor x = call.tensor(1, "x"), rowPtr = call.tensor(2, "rowPtr"), col = call.tensor(3, "col"), W = call.tensor(4, "W"),
          b = call.tensor(5, "b"), out = call.tensor(6, "out");
-  const auto [B, I] = common::layer_input(call, x);
-  const auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &b);
-  common::layer_output(call, out, B, L, "[B, L]", x, W, b);
-  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, rowPtr, col, W, b, out, B = B, I = I, L = L, nnz = nnz] {
+  const common::RowSparseDims d = common::csr_forward_arguments(call, x, rowPtr, col, W, b, out);
+  const int64_t B = d.B, I = d.I, L = d.L, nnz = d.n;
+  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, rowPtr, col, W, b, out, B, I, L, nnz] {
     validate_csr(*pool, rowPtr, L, col, nnz, I);
     TransposedInput xT(*pool, alloc, x.data<float>(), B, I);
     RowSparse rows{rowPtr.data<uint32_t>(), 0, col.data<uint32_t>(), W.data<float>()};
@@ -68,12 +67,9 @@ Napi::Value SparseBackward(const Napi::CallbackInfo& info) {
          dOut = call.tensor(5, "dOut");
   std::optional<Tensor> dX = call.optional_tensor(6, "dX");
   Tensor dW = call.tensor(7, "dW"), dB = call.tensor(8, "dB");
-  const auto [B, I] = common::layer_input(call, x);
-  const auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &dB, "dB");
-  call.expect_dtype(dW, "dW", DType::Float32);
-  call.expect_shape(dW, "dW", {nnz}, "[nnz]");
-  common::gradient_outputs(call, x, W, dOut, dX, dW, dB, B, I, L, "[B, L]");
-  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, rowPtr, col, W, dOut, dX, dW, dB, B = B, I = I, L = L, nnz = nnz] {
+  const common::RowSparseDims d = common::csr_backward_arguments(call, x, rowPtr, col, W, dOut, dX, dW, dB);
+  const int64_t B = d.B, I = d.I, L = d.L, nnz = d.n;
+  call.enqueue([pool = call.pool(), alloc = call.allocator(), x, rowPtr, col, W, dOut, dX, dW, dB, B, I, L, nnz] {
     validate_csr(*pool, rowPtr, L, col, nnz, I);
     TransposedInput xT(*pool, alloc, x.data<float>(), B, I);
     RowSparse rows{rowPtr.data<uint32_t>(), 0, col.data<uint32_t>(), W.data<float>()};

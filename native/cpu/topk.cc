@@ -25,6 +25,7 @@
 #include <limits>
 
 #include "rowsparse.h"
+#include "common/dense_args.h"
 
 namespace xmc::cpu {
 namespace {
@@ -150,14 +151,8 @@ Napi::Value TopK(const Napi::CallbackInfo& info) {
 Napi::Value DenseTopK(const Napi::CallbackInfo& info) {
   OpCall call(info, "denseTopK");
   Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), b = call.tensor(3, "b");
-  call.expect_dtype(x, "x", DType::Float32);
-  call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-  const int64_t B = x.dim(0), I = x.dim(1);
-  call.expect_dtype(W, "W", DType::Float32);
-  call.expect_shape(W, "W", {-1, I}, "[L, I]");
-  const int64_t L = W.dim(0);
-  call.expect_dtype(b, "b", DType::Float32);
-  call.expect_shape(b, "b", {L}, "[L]");
+  const common::DenseDims d = common::dense_topk_arguments(call, x, W, b);
+  const int64_t B = d.B, I = d.I, L = d.O;
   return enqueue_topk(call, B, L, 4, 5,
                       [pool = call.pool(), alloc = call.allocator(), x, W, b, B, I, L](TopKHeaps& heaps, int64_t chunk) {
                         const int64_t C = std::min(chunk, std::max<int64_t>(L, 1));

@@ -92,26 +92,39 @@ GatherScratch gather_input(const OpCall& call, const Tensor& x, int64_t B, int64
 
 namespace {
 
+// Where the row-sparse backward kernels scatter dX: a zeroed dXT [I, B] scratch, transposed into
+// dX by finish(); with B = 1 dX itself (the same layout). data is null without dX.
+struct ScatterTarget {
+  std::shared_ptr<Buffer> scratch;
+  float* data = nullptr;
+  void finish(const Launch& ctx, const std::optional<Tensor>& dX, int64_t B, int64_t I) const {
+    if (scratch) transpose(ctx, data, I, B, dX->data<float>());
+  }
+};
+
+ScatterTarget scatter_target(const OpCall& call, const std::optional<Tensor>& dX, int64_t B, int64_t I) {
+  ScatterTarget t;
+  if (!dX || B * I == 0) return t;
+  if (B == 1) {
+    t.data = dX->data<float>();
+  } else {
+    t.scratch = call.scratch(sizeof(float) * B * I);
+    t.data = static_cast<float*>(t.scratch->data());
+  }
+  fill_u32(call.launch(), reinterpret_cast<uint32_t*>(t.data), B * I, 0);
+  return t;
+}
+
 // The backward's shared part: dX scatter target, kernels, finalize, transpose.
 void run_backward(const OpCall& call, const RowSparseDev& rows, uint32_t serial, const CheckValues& values, const Tensor& x,
                   const Tensor& dOut, const std::optional<Tensor>& dX, const Tensor& dW, const Tensor& dB, int64_t B,
                   int64_t I, int64_t L) {
   const Launch ctx = call.launch();
   TransposedInput xT = transposed_input(call, x, B, I);
-  std::shared_ptr<Buffer> dxt;
-  float* dXT = nullptr;
-  if (dX && B * I > 0) {
-    if (B == 1) {
-      dXT = dX->data<float>();
-    } else {
-      dxt = call.scratch(sizeof(float) * B * I);
-      dXT = static_cast<float*>(dxt->data());
-    }
-    fill_u32(ctx, reinterpret_cast<uint32_t*>(dXT), B * I, 0);
-  }
-  rowsparse_backward(ctx, rows, L, I, xT.data, B, dOut.data<float>(), dXT, dW.data<float>(), dB.data<float>());
+  ScatterTarget dXT = scatter_target(call, dX, B, I);
+  rowsparse_backward(ctx, rows, L, I, xT.data, B, dOut.data<float>(), dXT.data, dW.data<float>(), dB.data<float>());
   finalize_checks(ctx, serial, values);
-  if (dxt) transpose(ctx, dXT, I, B, dX->data<float>());
+  dXT.finish(ctx, dX, B, I);
 }
 
 Napi::Value FfiForward(const Napi::CallbackInfo& info) {
@@ -119,9 +132,8 @@ Napi::Value FfiForward(const Napi::CallbackInfo& info) {
     OpCall call(info, "ffiForward");
     Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), idx = call.tensor(3, "idx"), b = call.tensor(4, "b"),
            out = call.tensor(5, "out");
-    const auto [B, I] = common::layer_input(call, x);
-    const auto [L, k] = check_ffi_layer(call, W, idx, &b);
-    common::layer_output(call, out, B, L, "[B, L]", x, W, b);
+    const common::RowSparseDims d = common::ffi_forward_arguments(call, x, W, idx, b, out);
+    const int64_t B = d.B, I = d.I, L = d.L, k = d.n;
     const uint32_t serial = call.device().register_check(ffi_idx_formatter("ffiForward", idx.dtype, k, I));
     TransposedInput xT = transposed_input(call, x, B, I);
     const RowSparseDev rows{nullptr, k, idx.data<uint32_t>(), W.data<float>(), 1};
@@ -139,13 +151,8 @@ Napi::Value FfiBackward(const Napi::CallbackInfo& info) {
     Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), idx = call.tensor(3, "idx"), dOut = call.tensor(4, "dOut");
     std::optional<Tensor> dX = call.optional_tensor(5, "dX");
     Tensor dW = call.tensor(6, "dW"), dB = call.tensor(7, "dB");
-    const auto [B, I] = common::layer_input(call, x);
-    const auto [L, k] = check_ffi_layer(call, W, idx, nullptr);
-    call.expect_dtype(dW, "dW", DType::Float32);
-    call.expect_shape(dW, "dW", {L, k}, "[L, k]");
-    call.expect_dtype(dB, "dB", DType::Float32);
-    call.expect_shape(dB, "dB", {L}, "[L]");
-    common::gradient_outputs(call, x, W, dOut, dX, dW, dB, B, I, L, "[B, L]");
+    const common::RowSparseDims d = common::ffi_backward_arguments(call, x, W, idx, dOut, dX, dW, dB);
+    const int64_t B = d.B, I = d.I, L = d.L, k = d.n;
     const uint32_t serial = call.device().register_check(ffi_idx_formatter("ffiBackward", idx.dtype, k, I));
     const RowSparseDev rows{nullptr, k, idx.data<uint32_t>(), W.data<float>(), 1};
     CheckValues values;
@@ -188,23 +195,13 @@ Napi::Value FfiLossBackward(const Napi::CallbackInfo& info) {
                              static_cast<double*>(partial->data())};
 
     GatherScratch xT = gather_input(call, x, B, I);
-    std::shared_ptr<Buffer> dxt;
-    float* dXT = nullptr;
-    if (dX && B * I > 0) {
-      if (B == 1) {
-        dXT = dX->data<float>();
-      } else {
-        dxt = call.scratch(sizeof(float) * B * I);
-        dXT = static_cast<float*>(dxt->data());
-      }
-      fill_u32(ctx, reinterpret_cast<uint32_t*>(dXT), B * I, 0);
-    }
+    ScatterTarget dXT = scatter_target(call, dX, B, I);
     const RowSparseDev rows{nullptr, k, idx.data<uint32_t>(), W.data<float>(), 4};
-    rowsparse_loss_backward(ctx, rows, b.data<float>(), L, I, xT.input, B, fused, dXT, dW.data<float>(), dB.data<float>());
+    rowsparse_loss_backward(ctx, rows, b.data<float>(), L, I, xT.input, B, fused, dXT.data, dW.data<float>(), dB.data<float>());
     finalize_checks(ctx, serial, values);
     if (L > 0) loss_reduce(ctx, fused.partial, blocks, inv, loss.data<float>());
     else fill_u32(ctx, loss.data<uint32_t>(), 1, 0);
-    if (dxt) transpose(ctx, dXT, I, B, dX->data<float>());
+    dXT.finish(ctx, dX, B, I);
     return info.Env().Undefined();
   });
 }
@@ -214,9 +211,8 @@ Napi::Value SparseForward(const Napi::CallbackInfo& info) {
     OpCall call(info, "sparseForward");
     Tensor x = call.tensor(1, "x"), rowPtr = call.tensor(2, "rowPtr"), col = call.tensor(3, "col"), W = call.tensor(4, "W"),
            b = call.tensor(5, "b"), out = call.tensor(6, "out");
-    const auto [B, I] = common::layer_input(call, x);
-    const auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &b);
-    common::layer_output(call, out, B, L, "[B, L]", x, W, b);
+    const common::RowSparseDims d = common::csr_forward_arguments(call, x, rowPtr, col, W, b, out);
+    const int64_t B = d.B, I = d.I, L = d.L, nnz = d.n;
     const uint32_t serial =
         call.device().register_check(csr_formatter("sparseForward", rowPtr.dtype, col.dtype, L, nnz, I));
     const CheckValues values = csr_check_values(rowPtr, col);
@@ -238,11 +234,8 @@ Napi::Value SparseBackward(const Napi::CallbackInfo& info) {
            dOut = call.tensor(5, "dOut");
     std::optional<Tensor> dX = call.optional_tensor(6, "dX");
     Tensor dW = call.tensor(7, "dW"), dB = call.tensor(8, "dB");
-    const auto [B, I] = common::layer_input(call, x);
-    const auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &dB, "dB");
-    call.expect_dtype(dW, "dW", DType::Float32);
-    call.expect_shape(dW, "dW", {nnz}, "[nnz]");
-    common::gradient_outputs(call, x, W, dOut, dX, dW, dB, B, I, L, "[B, L]");
+    const common::RowSparseDims d = common::csr_backward_arguments(call, x, rowPtr, col, W, dOut, dX, dW, dB);
+    const int64_t B = d.B, I = d.I, L = d.L, nnz = d.n;
     const uint32_t serial =
         call.device().register_check(csr_formatter("sparseBackward", rowPtr.dtype, col.dtype, L, nnz, I));
     const CheckValues values = csr_check_values(rowPtr, col);

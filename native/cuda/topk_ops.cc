@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "backend.h"
+#include "common/dense_args.h"
 
 namespace xmc::cuda {
 namespace {
@@ -121,14 +122,8 @@ Napi::Value DenseTopK(const Napi::CallbackInfo& info) {
   return guarded(info, "denseTopK", [&]() -> Napi::Value {
     OpCall call(info, "denseTopK");
     Tensor x = call.tensor(1, "x"), W = call.tensor(2, "W"), b = call.tensor(3, "b");
-    call.expect_dtype(x, "x", DType::Float32);
-    call.expect_shape(x, "x", {-1, -1}, "[B, I]");
-    const int64_t B = x.dim(0), I = x.dim(1);
-    call.expect_dtype(W, "W", DType::Float32);
-    call.expect_shape(W, "W", {-1, I}, "[L, I]");
-    const int64_t L = W.dim(0);
-    call.expect_dtype(b, "b", DType::Float32);
-    call.expect_shape(b, "b", {L}, "[L]");
+    const common::DenseDims d = common::dense_topk_arguments(call, x, W, b);
+    const int64_t B = d.B, I = d.I, L = d.O;
     const TopKPlan p = plan_topk(call, B, L, 4, 5);
     Candidates cand(call, p);
     const int64_t C = std::min(p.chunk, std::max<int64_t>(L, 1));
