@@ -16,8 +16,10 @@
 // share grows as training pushes negatives' scores below -1; the share of
 // labels with a gradient in the timed steps is printed with each figure.
 // Rewiring (rewireFfi, 10% of the connections) is timed once and amortised
-// over an interval of 1000 steps. Top-k inference: dense + ReLU + ffiTopK
-// (k = 5, chunks of 8192 labels).
+// over an interval of 1000 steps. Top-k inference: features written, dense +
+// ReLU + ffiTopK, results read back (k = 5: the fused top-k; k = 20: chunks of
+// 32768 labels), at the training batch and at each --topk-batch size, with the
+// split per op (each op synchronised).
 //
 // Prints median ms/step and samples/s per batch size, peak GPU memory of the
 // backend's allocator, a per-op profile (each op synchronised: upper bounds),
@@ -26,7 +28,8 @@
 //
 //   node bench/gpu-bench.mjs [--batch 128,32] [--steps 40] [--train-steps 500] [--labels 670091]
 //                            [--hidden 65536] [--fanin 32] [--input 768] [--no-torch] [--no-tf32]
-//                            [--no-unfused] [--bf16] [--preset P] [--memory-limit 4GiB] [--json file]
+//                            [--no-unfused] [--bf16] [--preset P] [--memory-limit 4GiB] [--topk-batch 1024,4096]
+//                            [--json file]
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -267,23 +270,41 @@ async function benchBackend(be, label, batches) {
     results.profile[B] = Object.fromEntries(Object.entries(prof).map(([k, v]) => [k, median(v)]));
     console.log(`  per-op (synchronised, median ms; an empty sync takes ${syncMs.toFixed(3)} ms): ` +
       Object.entries(results.profile[B]).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', '));
-    // top-k inference: k = 5 takes the fused kernel (k <= 16); k = 20 the chunked path (chunks of 32768 labels)
-    for (const [topk, chunk] of [[cfg.topk, 32768], ...(label === 'fp32' ? [[20, 32768]] : [])]) {
-      const tk = [];
-      for (let i = 0; i < 12; i++) {
-        const batch = st.pool[i % st.pool.length];
-        const a = performance.now();
-        st.x.write(batch.x);
-        be.denseForward(st.x, model.W1.p, model.b1.p, st.h);
-        be.reluForward(st.h, st.h);
-        const res = await be.ffiTopK(st.h, model.W2.p, model.idx, model.b2.p, topk, { chunk });
-        if (res.labels.length !== B * topk) throw new Error('bad top-k result');
-        if (i >= 2) tk.push(performance.now() - a);
+    // top-k inference: k = 5 takes the fused kernel (k <= 16); k = 20 the chunked path (chunks of 32768 labels).
+    // --topk-batch 128,1024 times other inference batch sizes too (k = 5), with a per-op split.
+    const inferBatches = [...new Set([B, ...opt('topk-batch', '').split(',').filter(Boolean).map(Number)])];
+    for (const Bt of inferBatches) {
+      const xs = Bt === B ? st.pool.map((q) => q.x) : Array.from({ length: 3 }, () => floats(Bt * D, 1 / Math.sqrt(D)));
+      const x = Bt === B ? st.x : be.tensor('float32', [Bt, D]), h = Bt === B ? st.h : be.tensor('float32', [Bt, H]);
+      for (const [topk, chunk] of [[cfg.topk, 32768], ...(label === 'fp32' && Bt === B ? [[20, 32768]] : [])]) {
+        const tk = [];
+        const split = { write: [], denseForward: [], reluForward: [], topk: [] };
+        for (let i = 0; i < 16; i++) {
+          const a = performance.now();
+          x.write(xs[i % xs.length]);
+          be.denseForward(x, model.W1.p, model.b1.p, h);
+          be.reluForward(h, h);
+          const res = await be.ffiTopK(h, model.W2.p, model.idx, model.b2.p, topk, { chunk });
+          if (res.labels.length !== Bt * topk) throw new Error('bad top-k result');
+          if (i >= 2 && i < 9) tk.push(performance.now() - a);
+          if (i >= 9) { // the same, each op synchronised
+            const t = [];
+            await be.sync(); t.push(performance.now());
+            x.write(xs[i % xs.length]); await be.sync(); t.push(performance.now());
+            be.denseForward(x, model.W1.p, model.b1.p, h); await be.sync(); t.push(performance.now());
+            be.reluForward(h, h); await be.sync(); t.push(performance.now());
+            await be.ffiTopK(h, model.W2.p, model.idx, model.b2.p, topk, { chunk }); t.push(performance.now());
+            Object.keys(split).forEach((k, j) => split[k].push(t[j + 1] - t[j]));
+          }
+        }
+        const tkMs = median(tk);
+        const how = topk <= 16 ? 'fused' : `chunks of ${chunk}`;
+        const splitMs = Object.fromEntries(Object.entries(split).map(([k, v]) => [k, median(v)]));
+        results.topk.push({ variant: label, k: topk, batch: Bt, how, msPerBatch: tkMs, samplesPerSecond: (1000 * Bt) / tkMs, split: splitMs });
+        console.log(`top-${topk} inference [${label}] B=${Bt} (${how}): median ${tkMs.toFixed(3)} ms/batch, ${((1000 * Bt) / tkMs).toFixed(0)} samples/s; ` +
+          `synchronised split ${Object.entries(splitMs).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')} ms`);
       }
-      const tkMs = median(tk);
-      const how = topk <= 16 ? 'fused' : `chunks of ${chunk}`;
-      results.topk.push({ variant: label, k: topk, batch: B, how, msPerBatch: tkMs, samplesPerSecond: (1000 * B) / tkMs });
-      console.log(`top-${topk} inference [${label}] B=${B} (${how}): median ${tkMs.toFixed(3)} ms/batch, ${((1000 * B) / tkMs).toFixed(0)} samples/s`);
+      if (Bt !== B) { x.dispose(); h.dispose(); }
     }
     st.dispose();
     disposeModel(model);

@@ -5,7 +5,7 @@
 #      build-gpu/ (nothing else runs if that fails: no addon travels, the carry is limited to 64 MiB)
 #   3. the GPU tests (npx vitest run test/cuda- test/train-memory-limit)
 #   4. compute-sanitizer memcheck on a small run of every op (bench/gpu-sanity.mjs)
-#   5. the benchmark (bench/gpu-bench.mjs), with the PyTorch references
+#   5. the benchmark (bench/gpu-bench.mjs), with the PyTorch references (XMC_SKIP_BENCH=1: not)
 # Logs go to $OUT (the device tool brings them back); the end of stdout is a summary.
 #
 # Needs, next to the sources: .gpu/ (bash ../shared/gpu/pack.sh), .gpu/openblas.tar.xz
@@ -56,6 +56,7 @@ t0=$(date +%s)
 timeout 60 compute-sanitizer --tool racecheck --error-exitcode 9 node bench/gpu-sanity.mjs > "$OUT/racecheck.log" 2>&1
 note "compute-sanitizer racecheck (exit $?, $(( $(date +%s) - t0 )) s): $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY|gpu-sanity:' "$OUT/racecheck.log" | tr '\n' ' ')"
 
+if [ "${XMC_SKIP_BENCH:-0}" = 1 ]; then echo; echo "---- summary"; cat "$summary"; exit 0; fi
 t0=$(date +%s)
 timeout 300 npm run bench:gpu -- ${XMC_BENCH_ARGS:-} --json "$OUT/bench.json" > "$OUT/bench.log" 2>&1
 note "bench (exit $?, $(( $(date +%s) - t0 )) s)"

@@ -97,9 +97,35 @@ __device__ __forceinline__ float4 load4(const uint16_t* p) {  // 4 bf16 = 8 byte
                      __uint_as_float(v.y & 0xFFFF0000u));
 }
 
+// Connections are taken kGroup at a time, their gathers issued back to back
+// before any is used: the gathers come from L2 (hT is 32 MiB at B = 128) and a
+// warp with one load in flight leaves most of L2's bandwidth idle. The loads
+// need no branch: a lane past the chunk (lane * 4 >= nb) reads the chunk's
+// first rows and drops them, and a connection past the row's end (weight 0,
+// source 0: load_connection) reads source 0 and is not added.
+// Tuning knobs for experiments (CUDAFLAGS=-DXMC_GATHER_GROUP=4 on a fresh build directory):
+// the group size, and a minimum of resident blocks per multiprocessor for the fused kernels
+// (caps their registers; 1 = no cap).
+#ifndef XMC_GATHER_GROUP
+#define XMC_GATHER_GROUP 8
+#endif
+#ifndef XMC_FUSED_MIN_BLOCKS
+#define XMC_FUSED_MIN_BLOCKS 1
+#endif
+constexpr int kGroup = XMC_GATHER_GROUP;
+constexpr int kFusedMinBlocks = XMC_FUSED_MIN_BLOCKS;
+static_assert(kGroup >= 1 && 32 % kGroup == 0, "XMC_GATHER_GROUP must divide 32");
+
+// The offset of this lane's rows in a chunk row of xT: float4 lanes take rows
+// lane*4 .. lane*4+3; lanes past the chunk read rows 0..3 (a valid address).
+__device__ __forceinline__ int vec4_offset(int lane, int nb) { return lane * 4 < nb ? lane * 4 : 0; }
+// Scalar lanes take rows lane + 32 r, clamped the same way.
+__device__ __forceinline__ int scalar_row(int lane, int r, int nb) { return lane + 32 * r < nb ? lane + 32 * r : 0; }
+
 // One label's scores over its connections [e0, e1) for this lane's rows of the
 // batch chunk [c0, c0 + nb): acc[r] += sum_e W[e] * xT[src[e], row r] (rows
-// lane*4 + r with float4 gathers, else lane + 32 r). Every lane of the warp calls it.
+// lane*4 + r with float4 gathers, else lane + 32 r), connections added in
+// order. Every lane of the warp calls it; lanes past the chunk get garbage.
 template <bool kVec4, class T>
 __device__ __forceinline__ void label_scores(DeviceStatus* st, const RowSparseDev& rows, const T* xT, int B,
                                              uint32_t I, int64_t e0, int64_t e1, int c0, int nb, int lane,
@@ -109,22 +135,28 @@ __device__ __forceinline__ void label_scores(DeviceStatus* st, const RowSparseDe
     uint32_t s;
     load_connection(st, rows, e + lane, e1, I, w, s);
     const int n = (int)min64(32, e1 - e);
-    for (int j = 0; j < n; ++j) {
-      const float wj = __shfl_sync(kFullMask, w, j);
-      const uint32_t sj = __shfl_sync(kFullMask, s, j);
-      const T* xs = xT + (int64_t)sj * B + c0;
-      if (kVec4) {
-        if (lane * 4 < nb) {
-          const float4 v = load4(xs + lane * 4);
-          acc[0] += wj * v.x;
-          acc[1] += wj * v.y;
-          acc[2] += wj * v.z;
-          acc[3] += wj * v.w;
-        }
-      } else {
+    for (int j0 = 0; j0 < n; j0 += kGroup) {
+      float wj[kGroup];
+      float4 v[kGroup];
 #pragma unroll
-        for (int r = 0; r < 4; ++r)
-          if (lane + 32 * r < nb) acc[r] += wj * load1(xs + lane + 32 * r);
+      for (int u = 0; u < kGroup; ++u) {
+        wj[u] = __shfl_sync(kFullMask, w, j0 + u);
+        const T* xs = xT + (int64_t)__shfl_sync(kFullMask, s, j0 + u) * B + c0;
+        if (kVec4) {
+          v[u] = load4(xs + vec4_offset(lane, nb));
+        } else {
+          v[u] = make_float4(load1(xs + scalar_row(lane, 0, nb)), load1(xs + scalar_row(lane, 1, nb)),
+                             load1(xs + scalar_row(lane, 2, nb)), load1(xs + scalar_row(lane, 3, nb)));
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kGroup; ++u) {
+        if (j0 + u < n) {
+          acc[0] += wj[u] * v[u].x;
+          acc[1] += wj[u] * v[u].y;
+          acc[2] += wj[u] * v[u].z;
+          acc[3] += wj[u] * v[u].w;
+        }
       }
     }
   }
@@ -149,6 +181,7 @@ template <bool kVec4, class T>
 __device__ __forceinline__ void label_backward(DeviceStatus* st, const RowSparseDev& rows, const T* xT, int B,
                                                uint32_t I, int64_t e0, int64_t e1, int c0, int nb, int lane,
                                                const float gv[4], bool first, bool skip_zero, float* dXT, float* dW) {
+  // Lanes past the chunk have gv = 0 (callers' contract) and read a valid address (vec4_offset, scalar_row).
   const bool lane_has_g = !skip_zero || gv[0] != 0.0f || gv[1] != 0.0f || gv[2] != 0.0f || gv[3] != 0.0f;
   for (int64_t e = e0; e < e1; e += 32) {
     float w;
@@ -156,29 +189,40 @@ __device__ __forceinline__ void label_backward(DeviceStatus* st, const RowSparse
     load_connection(st, rows, e + lane, e1, I, w, s);
     const int n = (int)min64(32, e1 - e);
     float mine = 0.0f;  // lane j keeps the dot product of connection e + j
-    for (int j = 0; j < n; ++j) {
-      const float wj = __shfl_sync(kFullMask, w, j);
-      const uint32_t sj = __shfl_sync(kFullMask, s, j);
-      const int64_t base = (int64_t)sj * B + c0;
-      float dot = 0.0f;
-      if (kVec4) {
-        if (lane * 4 < nb) {
-          const float4 v = load4(xT + base + lane * 4);
-          dot = (gv[0] * v.x + gv[1] * v.y) + (gv[2] * v.z + gv[3] * v.w);
-          if (dXT && lane_has_g) scatter_add4(dXT + base + lane * 4, wj * gv[0], wj * gv[1], wj * gv[2], wj * gv[3]);
-        }
-      } else {
+    for (int j0 = 0; j0 < n; j0 += kGroup) {
+      uint32_t sj[kGroup];
+      float4 v[kGroup];
 #pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int b = lane + 32 * r;
-          if (b < nb) {
-            dot += gv[r] * load1(xT + base + b);
-            if (dXT && (!skip_zero || gv[r] != 0.0f)) atomicAdd(dXT + base + b, wj * gv[r]);
-          }
+      for (int u = 0; u < kGroup; ++u) {  // the group's gathers first (see kGroup)
+        sj[u] = __shfl_sync(kFullMask, s, j0 + u);
+        const T* xs = xT + (int64_t)sj[u] * B + c0;
+        if (kVec4) {
+          v[u] = load4(xs + vec4_offset(lane, nb));
+        } else {
+          v[u] = make_float4(load1(xs + scalar_row(lane, 0, nb)), load1(xs + scalar_row(lane, 1, nb)),
+                             load1(xs + scalar_row(lane, 2, nb)), load1(xs + scalar_row(lane, 3, nb)));
         }
       }
-      dot = warp_sum(dot);
-      if (lane == j) mine = dot;
+#pragma unroll
+      for (int u = 0; u < kGroup; ++u) {
+        const int j = j0 + u;
+        if (j >= n) break;  // warp-uniform
+        const float wj = __shfl_sync(kFullMask, w, j);
+        const int64_t base = (int64_t)sj[u] * B + c0;
+        float dot = (gv[0] * v[u].x + gv[1] * v[u].y) + (gv[2] * v[u].z + gv[3] * v[u].w);
+        if (kVec4) {
+          if (dXT && lane_has_g && lane * 4 < nb)
+            scatter_add4(dXT + base + lane * 4, wj * gv[0], wj * gv[1], wj * gv[2], wj * gv[3]);
+        } else {
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            const int b = lane + 32 * r;
+            if (dXT && b < nb && (!skip_zero || gv[r] != 0.0f)) atomicAdd(dXT + base + b, wj * gv[r]);
+          }
+        }
+        dot = warp_sum(dot);
+        if (lane == j) mine = dot;
+      }
     }
     if (lane < n) dW[e + lane] = first ? mine : dW[e + lane] + mine;
   }
@@ -274,7 +318,7 @@ __device__ __forceinline__ float loss_term(bool bce, float s, bool y, float scal
 }
 
 template <bool kVec4, class T>
-__global__ __launch_bounds__(kThreads) void loss_backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
+__global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
                                                                  const T* xT, int B, uint32_t I, int64_t L,
                                                                  FusedLossDev loss, float* dXT, float* dW, float* dB) {
   XMC_RETURN_IF_FAILED(st);
@@ -370,8 +414,11 @@ __global__ __launch_bounds__(kThreads) void loss_backward_kernel(DeviceStatus* s
 constexpr int kTopKTile = 64;
 static_assert(kThreads == 2 * kChunk, "topk_scores_kernel: two threads per row of a batch chunk");
 
-template <bool kVec4, class T>
-__global__ __launch_bounds__(kThreads) void topk_scores_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
+// Each thread keeps a sorted list of its K >= k best keys (K a template constant, so the list
+// stays in registers: with a runtime k the compiler indexed it in local memory); the floor a new
+// key must beat is the K-th, and the first k go out.
+template <bool kVec4, class T, int K>
+__global__ __launch_bounds__(kThreads, kFusedMinBlocks) void topk_scores_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
                                                                const T* xT, int B, uint32_t I, int64_t L,
                                                                int64_t per_block, int k, unsigned long long* cand,
                                                                int64_t per_row) {
@@ -382,10 +429,9 @@ __global__ __launch_bounds__(kThreads) void topk_scores_kernel(DeviceStatus* st,
   const int64_t lb0 = (int64_t)blockIdx.x * per_block, lb1 = min64(L, lb0 + per_block);
   for (int c0 = 0; c0 < B; c0 += kChunk) {
     const int nb = min(kChunk, B - c0);
-    unsigned long long keys[kMaxTopK];
+    unsigned long long keys[K];  // descending; 0 = empty
 #pragma unroll
-    for (int i = 0; i < kMaxTopK; ++i) keys[i] = 0ull;
-    unsigned long long floor_key = 0ull;  // the k-th best so far (0: fewer than k)
+    for (int i = 0; i < K; ++i) keys[i] = 0ull;
     for (int64_t la = lb0; la < lb1; la += kTopKTile) {
       const int nl = (int)min64(kTopKTile, lb1 - la);
       for (int t = warp; t < nl; t += kWarps) {
@@ -407,15 +453,14 @@ __global__ __launch_bounds__(kThreads) void topk_scores_kernel(DeviceStatus* st,
         const int j1 = min(nl, (half + 1) * (kTopKTile / 2));
         for (int j = half * (kTopKTile / 2); j < j1; ++j) {
           unsigned long long x = topk_key(tile[j][row], static_cast<uint32_t>(la + j));
-          if (x <= floor_key) continue;
+          if (x <= keys[K - 1]) continue;
 #pragma unroll
-          for (int i = 0; i < kMaxTopK; ++i) {  // insertion into the descending list
-            if (i < k && x > keys[i]) {
+          for (int i = 0; i < K; ++i) {  // insertion into the descending list
+            if (x > keys[i]) {
               const unsigned long long y = keys[i];
               keys[i] = x;
               x = y;
             }
-            if (i == k - 1) floor_key = keys[i];
           }
         }
       }
@@ -424,34 +469,34 @@ __global__ __launch_bounds__(kThreads) void topk_scores_kernel(DeviceStatus* st,
     if (row < nb) {
       unsigned long long* out = cand + (int64_t)(c0 + row) * per_row + ((int64_t)blockIdx.x * 2 + half) * k;
 #pragma unroll
-      for (int i = 0; i < kMaxTopK; ++i)
+      for (int i = 0; i < K; ++i)
         if (i < k) out[i] = keys[i];
     }
   }
 }
 
 // One warp per row: the k largest of the row's n candidate keys -> out [B, k] (descending; 0 = empty).
+// Each lane keeps its K >= k best (K constant: registers, as topk_scores_kernel).
+template <int K>
 __global__ __launch_bounds__(kThreads) void topk_select_kernel(const DeviceStatus* st, const unsigned long long* cand,
                                                                int64_t n, int B, int k, unsigned long long* out) {
   XMC_RETURN_IF_FAILED(st);
   const int lane = threadIdx.x % 32;
   const int64_t b = (int64_t)blockIdx.x * kWarps + threadIdx.x / 32;
   if (b >= B) return;
-  unsigned long long keys[kMaxTopK];
+  unsigned long long keys[K];
 #pragma unroll
-  for (int i = 0; i < kMaxTopK; ++i) keys[i] = 0ull;
-  unsigned long long floor_key = 0ull;
+  for (int i = 0; i < K; ++i) keys[i] = 0ull;
   for (int64_t i = lane; i < n; i += 32) {
     unsigned long long x = cand[b * n + i];
-    if (x <= floor_key) continue;
+    if (x <= keys[K - 1]) continue;
 #pragma unroll
-    for (int j = 0; j < kMaxTopK; ++j) {
-      if (j < k && x > keys[j]) {
+    for (int j = 0; j < K; ++j) {
+      if (x > keys[j]) {
         const unsigned long long y = keys[j];
         keys[j] = x;
         x = y;
       }
-      if (j == k - 1) floor_key = keys[j];
     }
   }
   // k rounds: the warp's largest head wins and is popped by its lane (keys are distinct, except 0).
@@ -465,8 +510,8 @@ __global__ __launch_bounds__(kThreads) void topk_select_kernel(const DeviceStatu
     if (lane == 0) out[b * k + r] = best;
     if (best != 0ull && keys[0] == best) {
 #pragma unroll
-      for (int j = 0; j + 1 < kMaxTopK; ++j) keys[j] = keys[j + 1];
-      keys[kMaxTopK - 1] = 0ull;
+      for (int j = 0; j + 1 < K; ++j) keys[j] = keys[j + 1];
+      keys[K - 1] = 0ull;
     }
   }
 }
@@ -545,15 +590,32 @@ int64_t rowsparse_topk_candidates(int64_t L, int64_t k, int multiprocessors, int
   return blocks * 2 * k;
 }
 
-template <class T>
+template <class T, int K>
 static void launch_topk_scores(const Launch& ctx, unsigned blocks, const RowSparseDev& rows, const float* bias, const T* xT,
                                int64_t B, int64_t I, int64_t L, int64_t per_block, int64_t k, unsigned long long* cand,
                                int64_t per_row) {
   if (B % 4 == 0)
-    topk_scores_kernel<true, T><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row);
+    topk_scores_kernel<true, T, K><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row);
   else
-    topk_scores_kernel<false, T><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row);
+    topk_scores_kernel<false, T, K><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row);
   check_launch(ctx.op, "rowsparse topk_scores_kernel");
+}
+
+template <int K>
+static void launch_topk(const Launch& ctx, const RowSparseDev& rows, const float* bias, GatherInput xT, int64_t B,
+                        int64_t I, int64_t L, int64_t k, int64_t per_block, int64_t per_row, unsigned long long* cand,
+                        unsigned long long* out) {
+  const int64_t blocks = per_row / (2 * k);
+  if (L > 0) {
+    if (xT.bf16)
+      launch_topk_scores<uint16_t, K>(ctx, (unsigned)blocks, rows, bias, static_cast<const uint16_t*>(xT.data), B, I, L, per_block, k, cand, per_row);
+    else
+      launch_topk_scores<float, K>(ctx, (unsigned)blocks, rows, bias, static_cast<const float*>(xT.data), B, I, L, per_block, k, cand, per_row);
+  } else {
+    check(cudaMemsetAsync(cand, 0, sizeof(unsigned long long) * B * per_row, ctx.stream), ctx.op, "cudaMemsetAsync");
+  }
+  topk_select_kernel<K><<<(unsigned)((B + kWarps - 1) / kWarps), kThreads, 0, ctx.stream>>>(ctx.status, cand, per_row, (int)B, (int)k, out);
+  check_launch(ctx.op, "rowsparse topk_select_kernel");
 }
 
 void rowsparse_topk(const Launch& ctx, const RowSparseDev& rows, const float* bias, GatherInput xT, int64_t B, int64_t I,
@@ -563,17 +625,10 @@ void rowsparse_topk(const Launch& ctx, const RowSparseDev& rows, const float* bi
   check_dims(ctx, B, I);
   int64_t per_block = 0;
   const int64_t per_row = rowsparse_topk_candidates(L, k, multiprocessors, &per_block);
-  const int64_t blocks = per_row / (2 * k);
-  if (L > 0) {
-    if (xT.bf16)
-      launch_topk_scores(ctx, (unsigned)blocks, rows, bias, static_cast<const uint16_t*>(xT.data), B, I, L, per_block, k, cand, per_row);
-    else
-      launch_topk_scores(ctx, (unsigned)blocks, rows, bias, static_cast<const float*>(xT.data), B, I, L, per_block, k, cand, per_row);
-  } else {
-    check(cudaMemsetAsync(cand, 0, sizeof(unsigned long long) * B * per_row, ctx.stream), ctx.op, "cudaMemsetAsync");
-  }
-  topk_select_kernel<<<(unsigned)((B + kWarps - 1) / kWarps), kThreads, 0, ctx.stream>>>(ctx.status, cand, per_row, (int)B, (int)k, out);
-  check_launch(ctx.op, "rowsparse topk_select_kernel");
+  if (k <= 8)
+    launch_topk<8>(ctx, rows, bias, xT, B, I, L, k, per_block, per_row, cand, out);
+  else
+    launch_topk<kMaxTopK>(ctx, rows, bias, xT, B, I, L, k, per_block, per_row, cand, out);
 }
 
 void check_csr_row_ptr(const Launch& ctx, const uint32_t* row_ptr, int64_t L, int64_t nnz) {
