@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A/B of kernel variants on a GPU host, in one call, after bench/gpu-run.sh entered
-# the environment (or with XMC_AB_ENTER=1: enters it here). Each variant is a build
+# A/B of kernel variants on a GPU host, in one call (bench/gpu-env.sh sets up node
+# from .gpu/, as bench/gpu-prepare.sh packed it). Each variant is a build
 # of the addon with its own CUDAFLAGS, or of another native/ tree:
 #   XMC_AB_VARIANTS="base=@.base-native g8= g4=-DXMC_GATHER_GROUP=4" \
 #   XMC_AB_BENCH="--batch 128 --no-unfused --no-torch" OUT=... bash bench/gpu-ab.sh
@@ -12,12 +12,7 @@ set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-/tmp/xmc-gpu-out}
 mkdir -p "$OUT"
-export PATH=/usr/local/cuda/bin:$PATH
-if [ "${XMC_AB_ENTER:-0}" = 1 ]; then
-  source .gpu/enter.sh > /dev/null 2>&1
-  mkdir -p /tmp/openblas && tar -xJf .gpu/openblas.tar.xz -C /tmp/openblas && ln -sf libopenblas.so.0 /tmp/openblas/lib/libopenblas.so
-  export LD_LIBRARY_PATH=/tmp/openblas/lib:${LD_LIBRARY_PATH:-} CMAKE_PREFIX_PATH=/tmp/openblas
-fi
+source bench/gpu-env.sh || exit 1
 root=$PWD
 names=()
 for v in ${XMC_AB_VARIANTS:-g8=}; do
@@ -28,14 +23,15 @@ for v in ${XMC_AB_VARIANTS:-g8=}; do
   flags=$spec
   if [ "${spec#@}" != "$spec" ]; then rm -rf "$src/native" && cp -r "${spec#@}" "$src/native"; flags=; fi
   ( cd "$src" && CUDAFLAGS="$flags" XMC_CUDA=ON XMC_CUDA_ARCHS=90 CMAKE_BUILD_PARALLEL_LEVEL=6 \
-      timeout 300 npx cmake-js compile --directory . --out build > "$OUT/ab-build-$name.log" 2>&1 ) &
+      timeout 300 npx cmake-js compile --directory . --out build > "/tmp/ab-build-$name.log" 2>&1 ) &
 done
 wait
 for name in "${names[@]}"; do
   addon=/tmp/ab-src-$name/build/Release/xmc_native.node
-  if [ ! -f "$addon" ]; then echo "== $name: build failed"; tail -5 "$OUT/ab-build-$name.log"; continue; fi
+  [ -z "${XMC_AB_BENCH+x}" ] || [ "$XMC_AB_BENCH" != none ] || continue
+  if [ ! -f "$addon" ]; then echo "== $name: build failed"; tail -5 "/tmp/ab-build-$name.log"; continue; fi
   t0=$(date +%s)
-  XMC_NATIVE_ADDON=$addon timeout ${XMC_AB_TIMEOUT:-200} node bench/gpu-bench.mjs ${XMC_AB_BENCH:-} --json "$OUT/ab-$name.json" > "$OUT/ab-$name.log" 2>&1
+  XMC_NATIVE_ADDON=$addon timeout ${XMC_AB_TIMEOUT:-200} node bench/gpu-bench.mjs ${XMC_AB_BENCH:-} > "$OUT/ab-$name.log" 2>&1
   echo "== $name (exit $?, $(( $(date +%s) - t0 )) s)"
   grep -E '^(train|top-|  per-op)' "$OUT/ab-$name.log" | sed -E 's/; rewire [^;]*;/;/' | cut -c1-330
 done

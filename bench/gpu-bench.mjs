@@ -248,7 +248,7 @@ async function benchBackend(be, label, batches) {
         `rewire ${rewireMs.toFixed(0)} ms -> ${withRewire.toFixed(3)} ms/step amortised over ${cfg.rewireInterval} (${row.samplesPerSecondWithRewire.toFixed(0)} samples/s); ` +
         `peak GPU memory (allocator) ${mib(r.peak)} MiB; loss ${r.loss.toExponential(3)}`);
     }
-    if (!fused || (label !== 'fp32' && label !== 'bf16')) { st.dispose(); disposeModel(model); continue; }
+    if (!fused) { st.dispose(); disposeModel(model); continue; }
     // per-op profile: each op followed by a sync (each includes about one empty-sync round trip)
     const prof = {};
     const timed = async (name, f) => {
@@ -267,9 +267,9 @@ async function benchBackend(be, label, batches) {
     const e0 = performance.now();
     await be.sync();
     const syncMs = performance.now() - e0;
-    results.profile[B] = Object.fromEntries(Object.entries(prof).map(([k, v]) => [k, median(v)]));
+    results.profile[`${label} B=${B}`] = Object.fromEntries(Object.entries(prof).map(([k, v]) => [k, median(v)]));
     console.log(`  per-op (synchronised, median ms; an empty sync takes ${syncMs.toFixed(3)} ms): ` +
-      Object.entries(results.profile[B]).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', '));
+      Object.entries(results.profile[`${label} B=${B}`]).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', '));
     // top-k inference: k = 5 takes the fused kernel (k <= 16); k = 20 the chunked path (chunks of 32768 labels).
     // --topk-batch 128,1024 times other inference batch sizes too (k = 5), with a per-op split.
     const inferBatches = [...new Set([B, ...opt('topk-batch', '').split(',').filter(Boolean).map(Number)])];

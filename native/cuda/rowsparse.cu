@@ -109,18 +109,76 @@ __device__ __forceinline__ float4 load4(const uint16_t* p) {  // 4 bf16 = 8 byte
 #ifndef XMC_GATHER_GROUP
 #define XMC_GATHER_GROUP 8
 #endif
+#ifndef XMC_BACKWARD_GROUP
+#define XMC_BACKWARD_GROUP XMC_GATHER_GROUP
+#endif
 #ifndef XMC_FUSED_MIN_BLOCKS
 #define XMC_FUSED_MIN_BLOCKS 1
 #endif
+#ifndef XMC_BF16_WIDE
+#define XMC_BF16_WIDE 1
+#endif
 constexpr int kGroup = XMC_GATHER_GROUP;
+constexpr int kBackwardGroup = XMC_BACKWARD_GROUP;  // label_backward's group (its loop body holds more registers)
+constexpr bool kBf16Wide = XMC_BF16_WIDE != 0;
 constexpr int kFusedMinBlocks = XMC_FUSED_MIN_BLOCKS;
-static_assert(kGroup >= 1 && 32 % kGroup == 0, "XMC_GATHER_GROUP must divide 32");
+static_assert(kGroup >= 1 && 32 % (2 * kGroup) == 0, "XMC_GATHER_GROUP must divide 16");
+static_assert(kBackwardGroup >= 1 && 32 % kBackwardGroup == 0, "XMC_BACKWARD_GROUP must divide 32");
 
 // The offset of this lane's rows in a chunk row of xT: float4 lanes take rows
 // lane*4 .. lane*4+3; lanes past the chunk read rows 0..3 (a valid address).
 __device__ __forceinline__ int vec4_offset(int lane, int nb) { return lane * 4 < nb ? lane * 4 : 0; }
 // Scalar lanes take rows lane + 32 r, clamped the same way.
 __device__ __forceinline__ int scalar_row(int lane, int r, int nb) { return lane + 32 * r < nb ? lane + 32 * r : 0; }
+
+// bfloat16 hT with B % 8 == 0: 16-byte gathers (8 rows) instead of 8-byte ones, half
+// the load instructions for the same bytes. A half-warp covers a chunk's 128 rows,
+// so the two halves take alternate connections (lane < 16: even, else odd) into 8
+// accumulators each; the halves are then added (xor 16) and handed out in
+// label_scores' layout (lane L: rows 4L .. 4L+3, from lane L/2).
+__device__ __forceinline__ void add8_bf16(float a[8], float w, uint4 v) {
+  const uint32_t q[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    a[2 * i] += w * __uint_as_float(q[i] << 16);
+    a[2 * i + 1] += w * __uint_as_float(q[i] & 0xFFFF0000u);
+  }
+}
+
+__device__ __forceinline__ void label_scores_bf16_wide(DeviceStatus* st, const RowSparseDev& rows, const uint16_t* xT,
+                                                       int B, uint32_t I, int64_t e0, int64_t e1, int c0, int nb,
+                                                       int lane, float acc[4]) {
+  const int half = lane >> 4, hl = lane & 15;
+  const int off = hl * 8 < nb ? hl * 8 : 0;  // lanes past the chunk read rows 0..7 and drop them
+  float a[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  for (int64_t e = e0; e < e1; e += 32) {
+    float w;
+    uint32_t s;
+    load_connection(st, rows, e + lane, e1, I, w, s);
+    const int n = (int)min64(32, e1 - e);
+    for (int j0 = 0; j0 < n; j0 += 2 * kGroup) {
+      float wj[kGroup];
+      uint4 v[kGroup];
+#pragma unroll
+      for (int u = 0; u < kGroup; ++u) {
+        const int j = j0 + 2 * u + half;  // < 32: j0 <= 32 - 2 kGroup
+        wj[u] = __shfl_sync(kFullMask, w, j);
+        const uint16_t* xs = xT + (int64_t)__shfl_sync(kFullMask, s, j) * B + c0 + off;
+        v[u] = *reinterpret_cast<const uint4*>(xs);
+      }
+#pragma unroll
+      for (int u = 0; u < kGroup; ++u)
+        if (j0 + 2 * u + half < n) add8_bf16(a, wj[u], v[u]);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 8; ++i) a[i] += __shfl_xor_sync(kFullMask, a[i], 16);
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const float lo = __shfl_sync(kFullMask, a[r], lane >> 1), hi = __shfl_sync(kFullMask, a[4 + r], lane >> 1);
+    acc[r] += (lane & 1) ? hi : lo;
+  }
+}
 
 // One label's scores over its connections [e0, e1) for this lane's rows of the
 // batch chunk [c0, c0 + nb): acc[r] += sum_e W[e] * xT[src[e], row r] (rows
@@ -130,6 +188,9 @@ template <bool kVec4, class T>
 __device__ __forceinline__ void label_scores(DeviceStatus* st, const RowSparseDev& rows, const T* xT, int B,
                                              uint32_t I, int64_t e0, int64_t e1, int c0, int nb, int lane,
                                              float acc[4]) {
+  if constexpr (kVec4 && sizeof(T) == 2 && kBf16Wide) {
+    if ((B & 7) == 0) return label_scores_bf16_wide(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
+  }
   for (int64_t e = e0; e < e1; e += 32) {
     float w;
     uint32_t s;
@@ -189,11 +250,11 @@ __device__ __forceinline__ void label_backward(DeviceStatus* st, const RowSparse
     load_connection(st, rows, e + lane, e1, I, w, s);
     const int n = (int)min64(32, e1 - e);
     float mine = 0.0f;  // lane j keeps the dot product of connection e + j
-    for (int j0 = 0; j0 < n; j0 += kGroup) {
-      uint32_t sj[kGroup];
-      float4 v[kGroup];
+    for (int j0 = 0; j0 < n; j0 += kBackwardGroup) {
+      uint32_t sj[kBackwardGroup];
+      float4 v[kBackwardGroup];
 #pragma unroll
-      for (int u = 0; u < kGroup; ++u) {  // the group's gathers first (see kGroup)
+      for (int u = 0; u < kBackwardGroup; ++u) {  // the group's gathers first (see kBackwardGroup)
         sj[u] = __shfl_sync(kFullMask, s, j0 + u);
         const T* xs = xT + (int64_t)sj[u] * B + c0;
         if (kVec4) {
@@ -204,7 +265,7 @@ __device__ __forceinline__ void label_backward(DeviceStatus* st, const RowSparse
         }
       }
 #pragma unroll
-      for (int u = 0; u < kGroup; ++u) {
+      for (int u = 0; u < kBackwardGroup; ++u) {
         const int j = j0 + u;
         if (j >= n) break;  // warp-uniform
         const float wj = __shfl_sync(kFullMask, w, j);
