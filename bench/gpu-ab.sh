@@ -33,5 +33,5 @@ for name in "${names[@]}"; do
   t0=$(date +%s)
   XMC_NATIVE_ADDON=$addon timeout ${XMC_AB_TIMEOUT:-200} node bench/gpu-bench.mjs ${XMC_AB_BENCH:-} > "$OUT/ab-$name.log" 2>&1
   echo "== $name (exit $?, $(( $(date +%s) - t0 )) s)"
-  grep -E '^(train|top-|  per-op)' "$OUT/ab-$name.log" | sed -E 's/; rewire [^;]*;/;/' | cut -c1-330
+  grep -E '^(train|top-|  per-op|  \[)' "$OUT/ab-$name.log" | sed -E 's/; rewire [^;]*;/;/' | cut -c1-330
 done

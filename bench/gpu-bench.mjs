@@ -18,8 +18,11 @@
 // Rewiring (rewireFfi, 10% of the connections) is timed once and amortised
 // over an interval of 1000 steps. Top-k inference: features written, dense +
 // ReLU + ffiTopK, results read back (k = 5: the fused top-k; k = 20: chunks of
-// 32768 labels), at the training batch and at each --topk-batch size, with the
-// split per op (each op synchronised).
+// 32768 labels), at the training batch and at each --topk-batch size, one
+// batch at a time and pipelined (the next batch enqueued before the previous
+// result is awaited), with the split per op (each op synchronised). --int8
+// adds inference-only variants with the int8TopK option (and TF32), with the
+// share of the float32 top-5 labels they find.
 //
 // Prints median ms/step and samples/s per batch size, peak GPU memory of the
 // backend's allocator, a per-op profile (each op synchronised: upper bounds),
@@ -28,7 +31,7 @@
 //
 //   node bench/gpu-bench.mjs [--batch 128,32] [--steps 40] [--train-steps 500] [--labels 670091]
 //                            [--hidden 65536] [--fanin 32] [--input 768] [--no-torch] [--no-tf32]
-//                            [--no-unfused] [--bf16] [--preset P] [--memory-limit 4GiB] [--topk-batch 1024,4096]
+//                            [--no-unfused] [--bf16] [--int8] [--preset P] [--memory-limit 4GiB] [--topk-batch 1024,4096]
 //                            [--json file]
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -272,44 +275,109 @@ async function benchBackend(be, label, batches) {
       Object.entries(results.profile[`${label} B=${B}`]).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', '));
     // top-k inference: k = 5 takes the fused kernel (k <= 16); k = 20 the chunked path (chunks of 32768 labels).
     // --topk-batch 128,1024 times other inference batch sizes too (k = 5), with a per-op split.
-    const inferBatches = [...new Set([B, ...opt('topk-batch', '').split(',').filter(Boolean).map(Number)])];
-    for (const Bt of inferBatches) {
-      const xs = Bt === B ? st.pool.map((q) => q.x) : Array.from({ length: 3 }, () => floats(Bt * D, 1 / Math.sqrt(D)));
-      const x = Bt === B ? st.x : be.tensor('float32', [Bt, D]), h = Bt === B ? st.h : be.tensor('float32', [Bt, H]);
-      for (const [topk, chunk] of [[cfg.topk, 32768], ...(label === 'fp32' && Bt === B ? [[20, 32768]] : [])]) {
-        const tk = [];
-        const split = { write: [], denseForward: [], reluForward: [], topk: [] };
-        for (let i = 0; i < 16; i++) {
-          const a = performance.now();
-          x.write(xs[i % xs.length]);
-          be.denseForward(x, model.W1.p, model.b1.p, h);
-          be.reluForward(h, h);
-          const res = await be.ffiTopK(h, model.W2.p, model.idx, model.b2.p, topk, { chunk });
-          if (res.labels.length !== Bt * topk) throw new Error('bad top-k result');
-          if (i >= 2 && i < 9) tk.push(performance.now() - a);
-          if (i >= 9) { // the same, each op synchronised
-            const t = [];
-            await be.sync(); t.push(performance.now());
-            x.write(xs[i % xs.length]); await be.sync(); t.push(performance.now());
-            be.denseForward(x, model.W1.p, model.b1.p, h); await be.sync(); t.push(performance.now());
-            be.reluForward(h, h); await be.sync(); t.push(performance.now());
-            await be.ffiTopK(h, model.W2.p, model.idx, model.b2.p, topk, { chunk }); t.push(performance.now());
-            Object.keys(split).forEach((k, j) => split[k].push(t[j + 1] - t[j]));
-          }
-        }
-        const tkMs = median(tk);
-        const how = topk <= 16 ? 'fused' : `chunks of ${chunk}`;
-        const splitMs = Object.fromEntries(Object.entries(split).map(([k, v]) => [k, median(v)]));
-        results.topk.push({ variant: label, k: topk, batch: Bt, how, msPerBatch: tkMs, samplesPerSecond: (1000 * Bt) / tkMs, split: splitMs });
-        console.log(`top-${topk} inference [${label}] B=${Bt} (${how}): median ${tkMs.toFixed(3)} ms/batch, ${((1000 * Bt) / tkMs).toFixed(0)} samples/s; ` +
-          `synchronised split ${Object.entries(splitMs).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')} ms`);
+    for (const Bt of inferBatches(B)) {
+      const own = Bt === B;
+      const xs = own ? st.pool.map((q) => q.x) : inferenceInputs(Bt);
+      const x = own ? st.x : be.tensor('float32', [Bt, D]), h = own ? st.h : be.tensor('float32', [Bt, H]);
+      for (const [topk, chunk] of [[cfg.topk, 32768], ...(label === 'fp32' && own ? [[20, 32768]] : [])]) {
+        await timeInference(be, model, label, { x, h, xs, topk, chunk });
       }
-      if (Bt !== B) { x.dispose(); h.dispose(); }
+      if (!own) { x.dispose(); h.dispose(); }
     }
     st.dispose();
     disposeModel(model);
     }
   }
+}
+
+const inferBatches = (B) => [...new Set([B, ...opt('topk-batch', '').split(',').filter(Boolean).map(Number)])];
+const inferenceInputs = (Bt) => Array.from({ length: 3 }, () => floats(Bt * D, 1 / Math.sqrt(D)));
+
+/** One inference batch enqueued: features written, dense + ReLU, fused top-k (a promise of the result). */
+function inferOnce(be, model, { x, h, topk, chunk }, input) {
+  x.write(input);
+  be.denseForward(x, model.W1.p, model.b1.p, h);
+  be.reluForward(h, h);
+  return be.ffiTopK(h, model.W2.p, model.idx, model.b2.p, topk, { chunk });
+}
+
+/**
+ * Top-k inference timing: one batch at a time (write, dense, ReLU, top-k, result read back; median ms), pipelined
+ * (batch i + 1 enqueued before batch i's result is awaited, as a server would run it; median interval between
+ * results), and the split per op (each synchronised).
+ */
+async function timeInference(be, model, label, run) {
+  const { x, xs, topk, chunk } = run;
+  const Bt = x.shape[0];
+  const seq = [], piped = [];
+  const split = { write: [], denseForward: [], reluForward: [], topk: [] };
+  for (let i = 0; i < 9; i++) {
+    const a = performance.now();
+    const res = await inferOnce(be, model, run, xs[i % xs.length]);
+    if (res.labels.length !== Bt * topk) throw new Error('bad top-k result');
+    if (i >= 2) seq.push(performance.now() - a);
+  }
+  let prev = inferOnce(be, model, run, xs[0]);
+  let last = performance.now();
+  for (let i = 1; i <= 12; i++) {
+    const next = inferOnce(be, model, run, xs[i % xs.length]);
+    await prev;
+    const now = performance.now();
+    if (i > 2) piped.push(now - last);
+    last = now;
+    prev = next;
+  }
+  await prev;
+  for (let i = 0; i < 7; i++) {
+    const t = [];
+    await be.sync(); t.push(performance.now());
+    x.write(xs[i % xs.length]); await be.sync(); t.push(performance.now());
+    be.denseForward(x, model.W1.p, model.b1.p, run.h); await be.sync(); t.push(performance.now());
+    be.reluForward(run.h, run.h); await be.sync(); t.push(performance.now());
+    await be.ffiTopK(run.h, model.W2.p, model.idx, model.b2.p, topk, { chunk }); t.push(performance.now());
+    Object.keys(split).forEach((k, j) => split[k].push(t[j + 1] - t[j]));
+  }
+  const seqMs = median(seq), pipedMs = median(piped);
+  const how = topk <= 16 ? 'fused' : `chunks of ${chunk}`;
+  const splitMs = Object.fromEntries(Object.entries(split).map(([k, v]) => [k, median(v)]));
+  const row = { variant: label, k: topk, batch: Bt, how, msPerBatch: seqMs, samplesPerSecond: (1000 * Bt) / seqMs,
+    pipelinedMsPerBatch: pipedMs, pipelinedSamplesPerSecond: (1000 * Bt) / pipedMs, split: splitMs };
+  results.topk.push(row);
+  console.log(`top-${topk} inference [${label}] B=${Bt} (${how}): one at a time ${seqMs.toFixed(3)} ms/batch, ${row.samplesPerSecond.toFixed(0)} samples/s; ` +
+    `pipelined ${pipedMs.toFixed(3)} ms/batch, ${row.pipelinedSamplesPerSecond.toFixed(0)} samples/s; ` +
+    `split ${Object.entries(splitMs).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')} ms`);
+  return row;
+}
+
+/**
+ * Inference-only variants (--int8: the int8TopK option): the untrained model (training is not affected by the
+ * option), top-5 timed at the training batch and each --topk-batch, and the share of the float32 top-5 labels
+ * that the variant finds, on the same inputs against a float32 backend.
+ */
+async function benchInference(be, label, B) {
+  const model = await loadModel(be);
+  const ref = createBackend('cuda', cudaOptions);
+  const refModel = await loadModel(ref);
+  for (const Bt of inferBatches(B)) {
+    const xs = inferenceInputs(Bt);
+    const mk = (b) => ({ x: b.tensor('float32', [Bt, D]), h: b.tensor('float32', [Bt, H]), xs, topk: cfg.topk, chunk: 32768 });
+    const run = mk(be), refRun = mk(ref);
+    await timeInference(be, model, label, run);
+    let common = 0, total = 0;
+    for (const input of xs) {
+      const [a, r] = await Promise.all([inferOnce(be, model, run, input), inferOnce(ref, refModel, refRun, input)]);
+      for (let row = 0; row < Bt; row++) {
+        const want = new Set(r.labels.subarray(row * cfg.topk, (row + 1) * cfg.topk));
+        for (const l of a.labels.subarray(row * cfg.topk, (row + 1) * cfg.topk)) if (want.has(l)) common++;
+        total += cfg.topk;
+      }
+    }
+    console.log(`  [${label}] B=${Bt}: ${(100 * common / total).toFixed(2)}% of the float32 top-${cfg.topk} labels found (${xs.length} batches, untrained model)`);
+    results.topk[results.topk.length - 1].agreementWithFloat32 = common / total;
+    for (const t of [run.x, run.h, refRun.x, refRun.h]) t.dispose();
+  }
+  disposeModel(model);
+  disposeModel(refModel);
 }
 
 function disposeModel(model) {
@@ -356,6 +424,10 @@ if (memoryLimit !== undefined) console.log(`GPU memory limit (allocator): ${mib(
 const runBackend = presetName === 'dense-670k' ? benchDense : benchBackend;
 await runBackend(createBackend('cuda', cudaOptions), 'fp32', cfg.batches);
 if (!args.includes('--no-tf32')) await runBackend(createBackend('cuda', { ...cudaOptions, tf32: true }), 'tf32', [cfg.batches[0]]);
+if (args.includes('--int8') && presetName !== 'dense-670k') {
+  await benchInference(createBackend('cuda', { ...cudaOptions, int8TopK: true }), 'int8', cfg.batches[0]);
+  await benchInference(createBackend('cuda', { ...cudaOptions, int8TopK: true, tf32: true }), 'tf32+int8', cfg.batches[0]);
+}
 if (args.includes('--bf16') && presetName !== 'dense-670k') {
   // bfloat16 gathers in the fused FFI kernels (an option: scores within ~4e-3 relative)
   await runBackend(createBackend('cuda', { ...cudaOptions, bf16Gathers: true }), 'bf16', [cfg.batches[0]]);

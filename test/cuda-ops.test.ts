@@ -296,6 +296,76 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - bf16 gathers', () => {
   });
 });
 
+/** Rows of exactly representable int8 values: x = q 2^-7 with q in [-127, 127] and |q| = 127 somewhere in each
+ * row, so the int8 top-k's row scale is exactly 2^-7 and its quantization loses nothing. */
+function int8Exact(r: Rng, B: number, I: number): Float32Array {
+  const x = new Float32Array(B * I);
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < I; i++) x[b * I + i] = (r.int(255) - 127) / 128;
+    x[b * I + r.int(I)] = (r.int(2) ? 127 : -127) / 128;
+  }
+  return x;
+}
+
+describe.skipIf(!HAVE_CUDA)('cuda ops - int8 top-k', () => {
+  const int8 = HAVE_CUDA ? new CudaBackend({ int8TopK: true }) : null;
+  // B % 16 != 0 pads the byte rows; k > 8 keeps 16 candidates per thread; fan-in 19 leaves a partial group
+  for (const [B, I, L, k, fan] of [[64, 2048, 30_011, 5, 32], [37, 1000, 5003, 12, 19], [1, 50, 77, 3, 5]]) {
+    it(`ffiTopK with int8TopK ranks like the CPU backend on exactly representable inputs, and is close on others (B=${B}, k=${k}, fan-in ${fan})`, async () => {
+      const r = rng();
+      const x = int8Exact(r, B, I), raw = r.floats(B * I), W = r.floats(L * fan), b = r.floats(L, 0.1), idx = randomFfiIdx(r, L, fan, I);
+      const top = (be: Backend, input: Float32Array) =>
+        be.ffiTopK(be.fromArray(input, [B, I]), be.fromArray(W, [L, fan]), be.fromArray(idx, [L, fan]), be.fromArray(b), k);
+      const [c, g] = await Promise.all([top(cpu, x), top(int8!, x)]);
+      expect(Array.from(g.labels)).toEqual(Array.from(c.labels));
+      expectNear(g.scores, c.scores, 1e-5, 'scores');
+      // unquantized inputs: the scores of the labels the int8 top-k chose, recomputed in float32, are close to its own
+      const [c2, g2] = await Promise.all([top(cpu, raw), top(int8!, raw)]);
+      expectNear(g2.scores, c2.scores, 3e-2, 'top scores of unquantized inputs (int8 rounding)');
+      let common = 0;
+      for (let row = 0; row < B; row++) {
+        const want = new Set(Array.from(c2.labels.subarray(row * k, (row + 1) * k)));
+        for (const l of g2.labels.subarray(row * k, (row + 1) * k)) if (want.has(l)) common++;
+      }
+      expect(common / (B * k), `share of the float32 top-${k} labels found with int8 inputs, seed ${SEED}`).toBeGreaterThan(0.7);
+    });
+  }
+
+  it('sparseTopK with int8TopK ranks like the CPU backend on exactly representable inputs', async () => {
+    const r = rng();
+    const B = 24, I = 700, L = 3001, nnz = 40_000, k = 7;
+    const csr = randomCsr(r, L, I, nnz);
+    const x = int8Exact(r, B, I), W = r.floats(nnz), b = r.floats(L, 0.1);
+    const top = (be: Backend) =>
+      be.sparseTopK(be.fromArray(x, [B, I]), be.fromArray(csr.rowPtr), be.fromArray(csr.col), be.fromArray(W), be.fromArray(b), k);
+    const [c, g] = await Promise.all([top(cpu), top(int8!)]);
+    expect(Array.from(g.labels)).toEqual(Array.from(c.labels));
+    expectNear(g.scores, c.scores, 1e-5, 'scores');
+  });
+
+  it('a row with a NaN or an infinity scores NaN for every label (reported as -Infinity, labels in order); other rows are unaffected', async () => {
+    const r = rng();
+    const B = 3, I = 300, L = 500, fan = 8, k = 4;
+    const x = int8Exact(r, B, I), W = r.floats(L * fan), b = r.floats(L, 0.1), idx = randomFfiIdx(r, L, fan, I);
+    x[5] = NaN;
+    x[2 * I + 7] = Infinity;
+    const top = (be: Backend, input: Float32Array) =>
+      be.ffiTopK(be.fromArray(input, [B, I]), be.fromArray(W, [L, fan]), be.fromArray(idx, [L, fan]), be.fromArray(b), k);
+    const g = await top(int8!, x);
+    for (const row of [0, 2]) {
+      expect(Array.from(g.scores.subarray(row * k, (row + 1) * k))).toEqual([-Infinity, -Infinity, -Infinity, -Infinity]);
+      expect(Array.from(g.labels.subarray(row * k, (row + 1) * k))).toEqual([0, 1, 2, 3]);
+    }
+    const c = await top(cpu, x);
+    expect(Array.from(g.labels.subarray(k, 2 * k))).toEqual(Array.from(c.labels.subarray(k, 2 * k)));
+  });
+
+  it('reports the option in info()', () => {
+    expect(int8!.info().int8TopK).toBe(true);
+    expect(new CudaBackend().info().int8TopK).toBe(false);
+  });
+});
+
 describe.skipIf(!HAVE_CUDA)('cuda ops - Adam', () => {
   it('adam matches the CPU backend over several steps (aligned and odd sizes)', async () => {
     const r = rng();

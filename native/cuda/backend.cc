@@ -5,7 +5,7 @@
 // over the *.cu files (kernels).
 //
 // JS surface (wrapped by src/native/cuda-backend.ts):
-//   new CudaBackend({device?, tf32?, memoryLimit?, bf16Gathers?})
+//   new CudaBackend({device?, tf32?, memoryLimit?, bf16Gathers?, int8TopK?})
 //     .tensor(dtype, shape)          -> CudaTensor, contents poisoned (0xFF bytes: NaN / -1 / 0xFFFFFFFF)
 //     .fromArray(typedArray, shape?) -> CudaTensor, a copy
 //     .sync()                        -> Promise<void>
@@ -497,6 +497,7 @@ class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
     bool tf32 = false;
     int64_t memory_limit = 0;
     bool bf16_gathers = false;
+    bool int8_topk = false;
     if (info.Length() > 0 && info[0].IsObject()) {
       Napi::Object o = info[0].As<Napi::Object>();
       Napi::Value d = o.Get("device");
@@ -519,6 +520,11 @@ class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
         if (!h.IsBoolean()) throw Napi::TypeError::New(env, "CudaBackend: option bf16Gathers must be a boolean");
         bf16_gathers = h.As<Napi::Boolean>().Value();
       }
+      Napi::Value q = o.Get("int8TopK");
+      if (!q.IsUndefined()) {
+        if (!q.IsBoolean()) throw Napi::TypeError::New(env, "CudaBackend: option int8TopK must be a boolean");
+        int8_topk = q.As<Napi::Boolean>().Value();
+      }
       Napi::Value m = o.Get("memoryLimit");
       if (!m.IsUndefined()) {
         const double x = m.IsNumber() ? m.As<Napi::Number>().DoubleValue() : -1;
@@ -532,6 +538,7 @@ class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
       device_ = std::make_shared<CudaDevice>(env, ordinal, tf32);
       device_->allocator().set_limit(memory_limit);
       device_->set_bf16_gathers(bf16_gathers);
+      device_->set_int8_topk(int8_topk);
     } catch (const Napi::Error&) {
       throw;
     } catch (const std::exception& e) {
@@ -650,6 +657,7 @@ class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
     o.Set("tf32", device_->tf32());
     o.Set("memoryLimit", static_cast<double>(device_->allocator().limit()));
     o.Set("bf16Gathers", device_->bf16_gathers());
+    o.Set("int8TopK", device_->int8_topk());
     return o;
   }
 

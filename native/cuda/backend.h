@@ -153,6 +153,9 @@ class CudaDevice : public std::enable_shared_from_this<CudaDevice> {
   // The fused FFI kernels gather the layer input as bfloat16 (option bf16Gathers).
   bool bf16_gathers() const { return bf16_gathers_; }
   void set_bf16_gathers(bool on) { bf16_gathers_ = on; }
+  // The fused top-k gathers its input quantized to int8 with a scale per row (option int8TopK).
+  bool int8_topk() const { return int8_topk_; }
+  void set_int8_topk(bool on) { int8_topk_ = on; }
   int multiprocessors() const { return multiprocessors_; }
   const std::string& name() const { return name_; }
   std::pair<int, int> compute_capability() const { return {cc_major_, cc_minor_}; }
@@ -208,6 +211,7 @@ class CudaDevice : public std::enable_shared_from_this<CudaDevice> {
   int ordinal_;
   bool tf32_;
   bool bf16_gathers_ = false;
+  bool int8_topk_ = false;
   napi_env env_;
   int multiprocessors_ = 0, cc_major_ = 0, cc_minor_ = 0;
   std::string name_;
@@ -280,9 +284,12 @@ TransposedInput transposed_input(const OpCall& call, const Tensor& x, int64_t B,
 // bf16Gathers option is on (rowsparse_ops.cc).
 struct GatherScratch {
   std::shared_ptr<Buffer> scratch;
+  std::shared_ptr<Buffer> scale;  // int8: the row scales
   GatherInput input;
 };
 GatherScratch gather_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I);
+// The fused top-k's input: int8 bytes and row scales where the device's int8TopK option is on, else gather_input.
+GatherScratch topk_gather_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I);
 
 // Row-major C[M, N] = op(A) op(B) (gemm.cc): cuBLAS when built in, else sgemm_fallback.
 void gemm(const OpCall& call, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,

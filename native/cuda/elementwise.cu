@@ -9,6 +9,11 @@
 //                                   i the flat index: the CPU backend's mask, bit for bit
 //   transpose(x [rows, cols]) -> xT [cols, rows]   (32 x 32 tiles through shared memory)
 //   transpose_bf16: the same, stored as bfloat16 (round to nearest even)
+//   int8_row_scales(x [B, I]) -> scale [B]: s_b = max_i |x[b, i]| / 127 (0 for a zero row,
+//                                   NaN when the row holds a NaN or an infinity)
+//   transpose_int8(x, scale) -> xT [I, ld] bytes: xT[i, b] = clamp(rint(x[b, i] / s_b), -127, 127) + 128
+//                                   (offset binary; 128 where s_b is 0 or NaN and in the padding
+//                                   columns b in [B, ld))
 //
 // Layout: flat arrays of n 4-byte elements; grid-stride loops, one element
 // per thread and step (these ops are memory bound and rare next to the layers).
@@ -83,7 +88,75 @@ __global__ void transpose_kernel(const DeviceStatus* st, const float* x, int64_t
   }
 }
 
+// One block per row b: s_b = max |x[b, :]| / 127 (NaN if any value is not finite).
+__global__ void row_scales_kernel(const DeviceStatus* st, const float* x, int64_t cols, float* scale) {
+  XMC_RETURN_IF_FAILED(st);
+  const float* row = x + (int64_t)blockIdx.x * cols;
+  float m = 0.0f;
+  bool finite = true;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    const float a = fabsf(row[i]);
+    finite &= a <= 3.402823466e38f;  // false for NaN and infinity
+    m = fmaxf(m, a);
+  }
+  __shared__ float s_max[32];
+  __shared__ int s_finite[32];
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(kFullMask, m, o));
+  const bool all_finite = __all_sync(kFullMask, finite);
+  if ((threadIdx.x & 31) == 0) s_max[threadIdx.x / 32] = m, s_finite[threadIdx.x / 32] = all_finite;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float t = 0.0f;
+    bool f = true;
+    for (int w = 0; w < (int)(blockDim.x / 32); ++w) t = fmaxf(t, s_max[w]), f = f && s_finite[w];
+    scale[blockIdx.x] = f ? t / 127.0f : __int_as_float(0x7FC00000);
+  }
+}
+
+__device__ __forceinline__ uint8_t quantize_int8(float v, float s) {
+  if (!(s > 0.0f)) return 128;  // a zero row, or a row with NaN / infinity (its scale is NaN)
+  const float q = fminf(fmaxf(rintf(v / s), -127.0f), 127.0f);
+  return static_cast<uint8_t>(static_cast<int>(q) + 128);
+}
+
+// x [rows, cols] -> xT [cols, ld] bytes (columns rows .. ld - 1 filled with 128), 32 x 32 tiles.
+__global__ void transpose_int8_kernel(const DeviceStatus* st, const float* x, const float* scale, int64_t rows,
+                                      int64_t cols, int64_t ld, uint8_t* xT) {
+  XMC_RETURN_IF_FAILED(st);
+  __shared__ float tile[32][33];
+  const int64_t c0 = (int64_t)blockIdx.x * 32;
+  for (int64_t r0 = (int64_t)blockIdx.y * 32; r0 < ld; r0 += (int64_t)gridDim.y * 32) {
+    for (int j = threadIdx.y; j < 32; j += 8) {
+      const int64_t r = r0 + j, c = c0 + threadIdx.x;
+      if (r < rows && c < cols) tile[j][threadIdx.x] = x[r * cols + c];
+    }
+    __syncthreads();
+    for (int j = threadIdx.y; j < 32; j += 8) {
+      const int64_t c = c0 + j, r = r0 + threadIdx.x;
+      if (r < ld && c < cols) xT[c * ld + r] = r < rows ? quantize_int8(tile[threadIdx.x][j], scale[r]) : 128;
+    }
+    __syncthreads();
+  }
+}
+
 }  // namespace
+
+void int8_row_scales(const Launch& ctx, const float* x, int64_t rows, int64_t cols, float* scale) {
+  if (rows <= 0) return;
+  if (rows > 2147483647) throw CudaFailure(std::string(ctx.op) + ": int8_row_scales: too many rows");
+  row_scales_kernel<<<(unsigned)rows, 256, 0, ctx.stream>>>(ctx.status, x, cols, scale);
+  check_launch(ctx.op, "row_scales_kernel");
+}
+
+void transpose_int8(const Launch& ctx, const float* x, const float* scale, int64_t rows, int64_t cols, int64_t ld,
+                    uint8_t* xT) {
+  if (ld <= 0 || cols <= 0) return;
+  const int64_t gx = (cols + 31) / 32, gy = (ld + 31) / 32;
+  if (gx > 2147483647) throw CudaFailure(std::string(ctx.op) + ": transpose_int8: too many columns");
+  transpose_int8_kernel<<<dim3((unsigned)gx, (unsigned)(gy < 65535 ? gy : 65535)), dim3(32, 8), 0, ctx.stream>>>(
+      ctx.status, x, scale, rows, cols, ld, xT);
+  check_launch(ctx.op, "transpose_int8_kernel");
+}
 
 void fill_u32(const Launch& ctx, uint32_t* p, int64_t n, uint32_t bits) {
   if (n <= 0) return;

@@ -180,6 +180,76 @@ __device__ __forceinline__ void label_scores_bf16_wide(DeviceStatus* st, const R
   }
 }
 
+// int8 inputs (top-k only, option int8TopK): xT [I, ld] bytes u = q + 128 with x[b, i] ~ s_b q, row
+// stride ld (a multiple of 16). A chunk row of one connection is 128 bytes, 8 lanes x 16 rows, so a
+// warp loads 4 connections at once (quarter = lane / 8 takes connections quarter, quarter + 4, ...).
+// A byte becomes the float 1 + u 2^-15 with one byte permute (exponent 0x7F, u in mantissa bits 8-15),
+// and fma(w, 1 + u 2^-15, -w) = w u 2^-15 is rounded once, so nothing is lost to cancellation;
+// score_b = s_b 2^15 (sum_j w_j u_j 2^-15 - 2^-8 sum_j w_j) = s_b sum_j w_j q_j.
+constexpr int kInt8Group = 8;  // loads in flight per lane: 4 * kInt8Group connections
+static_assert(32 % (4 * kInt8Group) == 0, "kInt8Group: a group must divide the 32 connections of a load");
+
+__device__ __forceinline__ void add16_int8(float a[16], float w, uint4 v) {
+  const uint32_t q[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+      const float x = __uint_as_float(__byte_perm(q[i], 0x3F800000u, 0x7604u | (b << 4)));  // 1 + u 2^-15
+      a[4 * i + b] += fmaf(w, x, -w);
+    }
+  }
+}
+
+// One label's scores (plus bias) for the chunk's rows [c0, c0 + nb) into out[0 .. nb). All lanes call it.
+__device__ __forceinline__ void label_scores_int8(DeviceStatus* st, const RowSparseDev& rows, const uint8_t* xT,
+                                                  int64_t ld, const float* scale, uint32_t I, int64_t e0, int64_t e1,
+                                                  int c0, int nb, int lane, float bias, float* out) {
+  const int quarter = lane >> 3, ql = lane & 7;
+  const int off = ql * 16 < nb ? ql * 16 : 0;  // lanes past the chunk read rows 0..15 and drop them
+  float a[16];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) a[i] = 0.0f;
+  float wsum = 0.0f;
+  for (int64_t e = e0; e < e1; e += 32) {
+    float w;
+    uint32_t s;
+    load_connection(st, rows, e + lane, e1, I, w, s);
+    wsum += w;
+    const int n = (int)min64(32, e1 - e);
+    for (int j0 = 0; j0 < n; j0 += 4 * kInt8Group) {
+      float wj[kInt8Group];
+      uint4 v[kInt8Group];
+#pragma unroll
+      for (int u = 0; u < kInt8Group; ++u) {
+        const int j = j0 + 4 * u + quarter;
+        wj[u] = __shfl_sync(kFullMask, w, j);
+        v[u] = *reinterpret_cast<const uint4*>(xT + (int64_t)__shfl_sync(kFullMask, s, j) * ld + c0 + off);
+      }
+#pragma unroll
+      for (int u = 0; u < kInt8Group; ++u)
+        if (j0 + 4 * u + quarter < n) add16_int8(a, wj[u], v[u]);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    a[i] += __shfl_xor_sync(kFullMask, a[i], 8);
+    a[i] += __shfl_xor_sync(kFullMask, a[i], 16);
+  }
+  const float corr = warp_sum(wsum) * (1.0f / 256.0f);
+  // Every lane holds its 16 rows' sums; quarter q writes rows ql * 16 + 4q .. + 3.
+  float o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+  for (int qq = 0; qq < 4; ++qq)
+    if (quarter == qq)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) o[r] = a[4 * qq + r];
+  const int r0 = ql * 16 + 4 * quarter;
+#pragma unroll
+  for (int r = 0; r < 4; ++r)
+    if (r0 + r < nb) out[r0 + r] = scale[c0 + r0 + r] * 32768.0f * (o[r] - corr) + bias;
+}
+
 // One label's scores over its connections [e0, e1) for this lane's rows of the
 // batch chunk [c0, c0 + nb): acc[r] += sum_e W[e] * xT[src[e], row r] (rows
 // lane*4 + r with float4 gathers, else lane + 32 r), connections added in
@@ -482,7 +552,7 @@ template <bool kVec4, class T, int K>
 __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void topk_scores_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
                                                                const T* xT, int B, uint32_t I, int64_t L,
                                                                int64_t per_block, int k, unsigned long long* cand,
-                                                               int64_t per_row) {
+                                                               int64_t per_row, const float* int8_scale, int64_t ld) {
   XMC_RETURN_IF_FAILED(st);
   __shared__ __align__(16) float tile[kTopKTile][kChunk + kPad];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -497,16 +567,20 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void topk_scores_kernel(
       const int nl = (int)min64(kTopKTile, lb1 - la);
       for (int t = warp; t < nl; t += kWarps) {
         const int64_t l = la + t;
-        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        label_scores<kVec4, T>(st, rows, xT, B, I, row_begin(rows, l), row_end(rows, l), c0, nb, lane, acc);
         const float bl = bias ? bias[l] : 0.0f;
-        if (kVec4) {
-          if (lane * 4 < nb)
-            *reinterpret_cast<float4*>(&tile[t][lane * 4]) = make_float4(acc[0] + bl, acc[1] + bl, acc[2] + bl, acc[3] + bl);
+        if constexpr (sizeof(T) == 1) {
+          label_scores_int8(st, rows, xT, ld, int8_scale, I, row_begin(rows, l), row_end(rows, l), c0, nb, lane, bl, tile[t]);
         } else {
+          float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+          label_scores<kVec4, T>(st, rows, xT, B, I, row_begin(rows, l), row_end(rows, l), c0, nb, lane, acc);
+          if (kVec4) {
+            if (lane * 4 < nb)
+              *reinterpret_cast<float4*>(&tile[t][lane * 4]) = make_float4(acc[0] + bl, acc[1] + bl, acc[2] + bl, acc[3] + bl);
+          } else {
 #pragma unroll
-          for (int r = 0; r < 4; ++r)
-            if (lane + 32 * r < nb) tile[t][lane + 32 * r] = acc[r] + bl;
+            for (int r = 0; r < 4; ++r)
+              if (lane + 32 * r < nb) tile[t][lane + 32 * r] = acc[r] + bl;
+          }
         }
       }
       __syncthreads();
@@ -654,11 +728,11 @@ int64_t rowsparse_topk_candidates(int64_t L, int64_t k, int multiprocessors, int
 template <class T, int K>
 static void launch_topk_scores(const Launch& ctx, unsigned blocks, const RowSparseDev& rows, const float* bias, const T* xT,
                                int64_t B, int64_t I, int64_t L, int64_t per_block, int64_t k, unsigned long long* cand,
-                               int64_t per_row) {
-  if (B % 4 == 0)
-    topk_scores_kernel<true, T, K><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row);
+                               int64_t per_row, const float* int8_scale = nullptr, int64_t ld = 0) {
+  if (sizeof(T) == 1 || B % 4 == 0)
+    topk_scores_kernel<true, T, K><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row, int8_scale, ld);
   else
-    topk_scores_kernel<false, T, K><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row);
+    topk_scores_kernel<false, T, K><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row, int8_scale, ld);
   check_launch(ctx.op, "rowsparse topk_scores_kernel");
 }
 
@@ -668,7 +742,9 @@ static void launch_topk(const Launch& ctx, const RowSparseDev& rows, const float
                         unsigned long long* out) {
   const int64_t blocks = per_row / (2 * k);
   if (L > 0) {
-    if (xT.bf16)
+    if (xT.int8_scale)
+      launch_topk_scores<uint8_t, K>(ctx, (unsigned)blocks, rows, bias, static_cast<const uint8_t*>(xT.data), B, I, L, per_block, k, cand, per_row, xT.int8_scale, xT.ld);
+    else if (xT.bf16)
       launch_topk_scores<uint16_t, K>(ctx, (unsigned)blocks, rows, bias, static_cast<const uint16_t*>(xT.data), B, I, L, per_block, k, cand, per_row);
     else
       launch_topk_scores<float, K>(ctx, (unsigned)blocks, rows, bias, static_cast<const float*>(xT.data), B, I, L, per_block, k, cand, per_row);

@@ -81,12 +81,28 @@ TransposedInput transposed_input(const OpCall& call, const Tensor& x, int64_t B,
 GatherScratch gather_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I) {
   if (!call.device().bf16_gathers()) {
     TransposedInput t = transposed_input(call, x, B, I);
-    return {t.scratch, {t.data, false}};
+    GatherScratch g;
+    g.scratch = t.scratch;
+    g.input = {t.data, false};
+    return g;
   }
   GatherScratch g;
   g.scratch = call.scratch(sizeof(uint16_t) * std::max<int64_t>(1, B * I));
   transpose_bf16(call.launch(), x.data<float>(), B, I, static_cast<uint16_t*>(g.scratch->data()));
   g.input = {g.scratch->data(), true};
+  return g;
+}
+
+GatherScratch topk_gather_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I) {
+  if (!call.device().int8_topk()) return gather_input(call, x, B, I);
+  GatherScratch g;
+  const int64_t ld = std::max<int64_t>(16, (B + 15) / 16 * 16);  // 16-byte rows for the kernel's uint4 loads
+  g.scale = call.scratch(sizeof(float) * std::max<int64_t>(1, B));
+  g.scratch = call.scratch(std::max<int64_t>(1, I * ld));
+  float* scale = static_cast<float*>(g.scale->data());
+  int8_row_scales(call.launch(), x.data<float>(), B, I, scale);
+  transpose_int8(call.launch(), x.data<float>(), scale, B, I, ld, static_cast<uint8_t*>(g.scratch->data()));
+  g.input = {g.scratch->data(), false, scale, ld};
   return g;
 }
 

@@ -158,7 +158,7 @@ void rowsparse_chunks(const OpCall& call, const TopKPlan& p, Candidates& cand, c
 Napi::Value rowsparse_topk_op(const OpCall& call, const TopKPlan& p, const RowSparseDev& rows, const float* bias,
                               const Tensor& x, int64_t I, uint32_t serial, const CheckValues& values) {
   if (p.k <= kFusedTopKMaxK) {
-    GatherScratch xT = gather_input(call, x, p.B, I);
+    GatherScratch xT = topk_gather_input(call, x, p.B, I);
     int64_t per_block = 0;
     const int sms = call.device().multiprocessors();
     const int64_t per_row = rowsparse_topk_candidates(p.L, p.k, sms, &per_block);

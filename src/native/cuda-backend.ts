@@ -39,6 +39,8 @@ export interface CudaDeviceInfo {
   memoryLimit: number;
   /** The fused FFI kernels gather their input as bfloat16. */
   bf16Gathers: boolean;
+  /** The fused top-k gathers its input as int8 with a scale per row. */
+  int8TopK: boolean;
 }
 
 /** The addon's backend object (class CudaBackend in native/cuda/backend.cc). */
@@ -48,7 +50,7 @@ interface NativeCudaBackend extends NativeBackendObject {
 }
 
 interface CudaAddon {
-  CudaBackend: new (options: { device?: number; tf32?: boolean; memoryLimit?: number; bf16Gathers?: boolean }) => NativeCudaBackend;
+  CudaBackend: new (options: { device?: number; tf32?: boolean; memoryLimit?: number; bf16Gathers?: boolean; int8TopK?: boolean }) => NativeCudaBackend;
   cuda: NativeOps;
 }
 
@@ -81,11 +83,12 @@ function openDevice(options: CudaBackendOptions): { n: NativeCudaBackend; ops: N
   const reason = cudaUnavailableReason();
   if (reason !== null) throw new CudaUnavailableError(`CUDA backend unavailable: ${reason}`);
   const addon = native() as unknown as CudaAddon;
-  const opts: { device?: number; tf32?: boolean; memoryLimit?: number; bf16Gathers?: boolean } = {};
+  const opts: { device?: number; tf32?: boolean; memoryLimit?: number; bf16Gathers?: boolean; int8TopK?: boolean } = {};
   if (options.device !== undefined) opts.device = options.device;
   if (options.tf32 !== undefined) opts.tf32 = options.tf32;
   if (options.memoryLimit !== undefined) opts.memoryLimit = options.memoryLimit;
   if (options.bf16Gathers !== undefined) opts.bf16Gathers = options.bf16Gathers;
+  if (options.int8TopK !== undefined) opts.int8TopK = options.int8TopK;
   try {
     return { n: new addon.CudaBackend(opts), ops: addon.cuda };
   } catch (err) {
