@@ -297,15 +297,19 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - bf16 gathers', () => {
 });
 
 /** Rows of exactly representable int8 values: x = q 2^-7 with q in [-127, 127] and |q| = 127 somewhere in each
- * row, so the int8 top-k's row scale is exactly 2^-7 and its quantization loses nothing. */
-function int8Exact(r: Rng, B: number, I: number): Float32Array {
-  const x = new Float32Array(B * I);
-  for (let b = 0; b < B; b++) {
-    for (let i = 0; i < I; i++) x[b * I + i] = (r.int(255) - 127) / 128;
-    x[b * I + r.int(I)] = (r.int(2) ? 127 : -127) / 128;
+ * non-empty row (rows given by their starts), so the int8 top-k's scale of the row (of inputs, or of a label's
+ * weights) is exactly 2^-7 and its quantization loses nothing. */
+function int8Exact(r: Rng, starts: ArrayLike<number>): Float32Array {
+  const n = starts[starts.length - 1];
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = (r.int(255) - 127) / 128;
+  for (let row = 0; row + 1 < starts.length; row++) {
+    const len = starts[row + 1] - starts[row];
+    if (len > 0) x[starts[row] + r.int(len)] = (r.int(2) ? 127 : -127) / 128;
   }
   return x;
 }
+const rowStarts = (rows: number, len: number) => Array.from({ length: rows + 1 }, (_, i) => i * len);
 
 describe.skipIf(!HAVE_CUDA)('cuda ops - int8 top-k', () => {
   const int8 = HAVE_CUDA ? new CudaBackend({ int8TopK: true }) : null;
@@ -313,14 +317,15 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - int8 top-k', () => {
   for (const [B, I, L, k, fan] of [[64, 2048, 30_011, 5, 32], [37, 1000, 5003, 12, 19], [1, 50, 77, 3, 5]]) {
     it(`ffiTopK with int8TopK ranks like the CPU backend on exactly representable inputs, and is close on others (B=${B}, k=${k}, fan-in ${fan})`, async () => {
       const r = rng();
-      const x = int8Exact(r, B, I), raw = r.floats(B * I), W = r.floats(L * fan), b = r.floats(L, 0.1), idx = randomFfiIdx(r, L, fan, I);
-      const top = (be: Backend, input: Float32Array) =>
-        be.ffiTopK(be.fromArray(input, [B, I]), be.fromArray(W, [L, fan]), be.fromArray(idx, [L, fan]), be.fromArray(b), k);
-      const [c, g] = await Promise.all([top(cpu, x), top(int8!, x)]);
+      const x = int8Exact(r, rowStarts(B, I)), Wq = int8Exact(r, rowStarts(L, fan)), b = r.floats(L, 0.1), idx = randomFfiIdx(r, L, fan, I);
+      const raw = r.floats(B * I), W = r.floats(L * fan);
+      const top = (be: Backend, input: Float32Array, w: Float32Array) =>
+        be.ffiTopK(be.fromArray(input, [B, I]), be.fromArray(w, [L, fan]), be.fromArray(idx, [L, fan]), be.fromArray(b), k);
+      const [c, g] = await Promise.all([top(cpu, x, Wq), top(int8!, x, Wq)]);
       expect(Array.from(g.labels)).toEqual(Array.from(c.labels));
       expectNear(g.scores, c.scores, 1e-5, 'scores');
-      // unquantized inputs: the scores of the labels the int8 top-k chose, recomputed in float32, are close to its own
-      const [c2, g2] = await Promise.all([top(cpu, raw), top(int8!, raw)]);
+      // unquantized inputs and weights: close scores, mostly the same labels
+      const [c2, g2] = await Promise.all([top(cpu, raw, W), top(int8!, raw, W)]);
       expectNear(g2.scores, c2.scores, 3e-2, 'top scores of unquantized inputs (int8 rounding)');
       let common = 0;
       for (let row = 0; row < B; row++) {
@@ -335,7 +340,7 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - int8 top-k', () => {
     const r = rng();
     const B = 24, I = 700, L = 3001, nnz = 40_000, k = 7;
     const csr = randomCsr(r, L, I, nnz);
-    const x = int8Exact(r, B, I), W = r.floats(nnz), b = r.floats(L, 0.1);
+    const x = int8Exact(r, rowStarts(B, I)), W = int8Exact(r, csr.rowPtr), b = r.floats(L, 0.1);
     const top = (be: Backend) =>
       be.sparseTopK(be.fromArray(x, [B, I]), be.fromArray(csr.rowPtr), be.fromArray(csr.col), be.fromArray(W), be.fromArray(b), k);
     const [c, g] = await Promise.all([top(cpu), top(int8!)]);
@@ -346,7 +351,7 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - int8 top-k', () => {
   it('a row with a NaN or an infinity scores NaN for every label (reported as -Infinity, labels in order); other rows are unaffected', async () => {
     const r = rng();
     const B = 3, I = 300, L = 500, fan = 8, k = 4;
-    const x = int8Exact(r, B, I), W = r.floats(L * fan), b = r.floats(L, 0.1), idx = randomFfiIdx(r, L, fan, I);
+    const x = int8Exact(r, rowStarts(B, I)), W = int8Exact(r, rowStarts(L, fan)), b = r.floats(L, 0.1), idx = randomFfiIdx(r, L, fan, I);
     x[5] = NaN;
     x[2 * I + 7] = Infinity;
     const top = (be: Backend, input: Float32Array) =>
