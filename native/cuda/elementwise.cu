@@ -11,8 +11,9 @@
 //   transpose_bf16: the same, stored as bfloat16 (round to nearest even)
 //   int8_row_scales(x [B, I]) -> scale [B]: s_b = max_i |x[b, i]| / 127 (0 for a zero row,
 //                                   NaN when the row holds a NaN or an infinity)
-//   transpose_int8(x, scale) -> xT [I, ld] int8: xT[i, b] = clamp(rint(x[b, i] / s_b), -127, 127)
-//                                   (0 where s_b is 0 or NaN and in the padding columns b in [B, ld))
+//   transpose_int8(x, scale) -> xT [I, ld] bytes: xT[i, b] = clamp(rint(x[b, i] / s_b), -127, 127) + 128
+//                                   (offset binary; 128 where s_b is 0 or NaN and in the padding
+//                                   columns b in [B, ld))
 //
 // Layout: flat arrays of n 4-byte elements; grid-stride loops, one element
 // per thread and step (these ops are memory bound and rare next to the layers).
@@ -112,14 +113,15 @@ __global__ void row_scales_kernel(const DeviceStatus* st, const float* x, int64_
   }
 }
 
-__device__ __forceinline__ int8_t quantize_int8(float v, float s) {
-  if (!(s > 0.0f)) return 0;  // a zero row, or a row with NaN / infinity (its scale is NaN)
-  return static_cast<int8_t>(fminf(fmaxf(rintf(v / s), -127.0f), 127.0f));
+__device__ __forceinline__ uint8_t quantize_int8(float v, float s) {
+  if (!(s > 0.0f)) return 128;  // a zero row, or a row with NaN / infinity (its scale is NaN)
+  const float q = fminf(fmaxf(rintf(v / s), -127.0f), 127.0f);
+  return static_cast<uint8_t>(static_cast<int>(q) + 128);
 }
 
-// x [rows, cols] -> xT [cols, ld] int8 (columns rows .. ld - 1 filled with 0), 32 x 32 tiles.
+// x [rows, cols] -> xT [cols, ld] bytes (columns rows .. ld - 1 filled with 128), 32 x 32 tiles.
 __global__ void transpose_int8_kernel(const DeviceStatus* st, const float* x, const float* scale, int64_t rows,
-                                      int64_t cols, int64_t ld, int8_t* xT) {
+                                      int64_t cols, int64_t ld, uint8_t* xT) {
   XMC_RETURN_IF_FAILED(st);
   __shared__ float tile[32][33];
   const int64_t c0 = (int64_t)blockIdx.x * 32;
@@ -131,7 +133,7 @@ __global__ void transpose_int8_kernel(const DeviceStatus* st, const float* x, co
     __syncthreads();
     for (int j = threadIdx.y; j < 32; j += 8) {
       const int64_t c = c0 + j, r = r0 + threadIdx.x;
-      if (r < ld && c < cols) xT[c * ld + r] = r < rows ? quantize_int8(tile[threadIdx.x][j], scale[r]) : int8_t{0};
+      if (r < ld && c < cols) xT[c * ld + r] = r < rows ? quantize_int8(tile[threadIdx.x][j], scale[r]) : 128;
     }
     __syncthreads();
   }
@@ -147,7 +149,7 @@ void int8_row_scales(const Launch& ctx, const float* x, int64_t rows, int64_t co
 }
 
 void transpose_int8(const Launch& ctx, const float* x, const float* scale, int64_t rows, int64_t cols, int64_t ld,
-                    int8_t* xT) {
+                    uint8_t* xT) {
   if (ld <= 0 || cols <= 0) return;
   const int64_t gx = (cols + 31) / 32, gy = (ld + 31) / 32;
   if (gx > 2147483647) throw CudaFailure(std::string(ctx.op) + ": transpose_int8: too many columns");

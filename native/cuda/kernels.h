@@ -79,10 +79,10 @@ void transpose(const Launch& ctx, const float* x, int64_t rows, int64_t cols, fl
 // The same, stored as bfloat16 bits (the upper half of the float32, rounded to nearest even).
 void transpose_bf16(const Launch& ctx, const float* x, int64_t rows, int64_t cols, uint16_t* xT);
 // int8 inputs of the fused top-k (the int8TopK option): per-row scales s_b = max |x[b, :]| / 127, then
-// xT [cols, ld] int8 = rint(x / s_b), padding columns 0.
+// xT [cols, ld] bytes = rint(x / s_b) + 128 (offset binary), padding columns 128.
 void int8_row_scales(const Launch& ctx, const float* x, int64_t rows, int64_t cols, float* scale);
 void transpose_int8(const Launch& ctx, const float* x, const float* scale, int64_t rows, int64_t cols, int64_t ld,
-                    int8_t* xT);
+                    uint8_t* xT);
 
 // --- dense.cu ---------------------------------------------------------------
 // out[b, o] += bias[o] for out [B, O] with row stride ldo
@@ -96,7 +96,7 @@ void sgemm_fallback(const Launch& ctx, bool trans_a, bool trans_b, int64_t M, in
 
 // --- rowsparse.cu (FFI and CSR layers) --------------------------------------
 // A transposed layer input xT [I, B]: float32, or bfloat16 bits (the bf16Gathers option), or (top-k
-// only, the int8TopK option) int8 xT [I, ld] from transpose_int8 with the row scales s_b.
+// only, the int8TopK option) bytes xT [I, ld] from transpose_int8 with the row scales s_b.
 struct GatherInput {
   const void* data;
   bool bf16;

@@ -87,33 +87,6 @@ __device__ __forceinline__ void load_connection(DeviceStatus* st, const RowSpars
   }
 }
 
-// A lane's connection of a row's first 32, loaded ahead (the fused top-k fetches the next label's while
-// it gathers for the current one: the weights and sources come from DRAM, a latency no warp should wait
-// out twice). has = false: the label_scores functions load it themselves.
-struct Prefetched {
-  float w = 0.0f;
-  uint32_t s = 0;
-  bool has = false;
-};
-__device__ __forceinline__ Prefetched prefetch_connection(DeviceStatus* st, const RowSparseDev& rows, int64_t l, int lane,
-                                                         uint32_t I) {
-  Prefetched p;
-  load_connection(st, rows, row_begin(rows, l) + lane, row_end(rows, l), I, p.w, p.s);
-  p.has = true;
-  return p;
-}
-// The lane's connection e + lane of the row [e0, e1): from `pre` for the first 32, else loaded.
-__device__ __forceinline__ void next_connection(DeviceStatus* st, const RowSparseDev& rows, const Prefetched& pre,
-                                                int64_t e, int64_t e0, int64_t e1, int lane, uint32_t I, float& w,
-                                                uint32_t& s) {
-  if (pre.has && e == e0) {
-    w = pre.w;
-    s = pre.s;
-  } else {
-    load_connection(st, rows, e + lane, e1, I, w, s);
-  }
-}
-
 // Loads of the transposed input: float32, or bfloat16 bits widened to float32.
 __device__ __forceinline__ float load1(const float* p) { return *p; }
 __device__ __forceinline__ float load1(const uint16_t* p) { return __uint_as_float(static_cast<uint32_t>(*p) << 16); }
@@ -136,9 +109,6 @@ __device__ __forceinline__ float4 load4(const uint16_t* p) {  // 4 bf16 = 8 byte
 #ifndef XMC_GATHER_GROUP
 #define XMC_GATHER_GROUP 8
 #endif
-#ifndef XMC_TOPK_PREFETCH
-#define XMC_TOPK_PREFETCH 1
-#endif
 #ifndef XMC_BACKWARD_GROUP
 #define XMC_BACKWARD_GROUP XMC_GATHER_GROUP
 #endif
@@ -149,7 +119,6 @@ __device__ __forceinline__ float4 load4(const uint16_t* p) {  // 4 bf16 = 8 byte
 #define XMC_BF16_WIDE 1
 #endif
 constexpr int kGroup = XMC_GATHER_GROUP;
-constexpr bool kTopKPrefetch = XMC_TOPK_PREFETCH != 0;  // the fused top-k fetches the next label's connections ahead
 constexpr int kBackwardGroup = XMC_BACKWARD_GROUP;  // label_backward's group (its loop body holds more registers)
 constexpr bool kBf16Wide = XMC_BF16_WIDE != 0;
 constexpr int kFusedMinBlocks = XMC_FUSED_MIN_BLOCKS;
@@ -178,14 +147,14 @@ __device__ __forceinline__ void add8_bf16(float a[8], float w, uint4 v) {
 
 __device__ __forceinline__ void label_scores_bf16_wide(DeviceStatus* st, const RowSparseDev& rows, const uint16_t* xT,
                                                        int B, uint32_t I, int64_t e0, int64_t e1, int c0, int nb,
-                                                       int lane, float acc[4], Prefetched pre) {
+                                                       int lane, float acc[4]) {
   const int half = lane >> 4, hl = lane & 15;
   const int off = hl * 8 < nb ? hl * 8 : 0;  // lanes past the chunk read rows 0..7 and drop them
   float a[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
   for (int64_t e = e0; e < e1; e += 32) {
     float w;
     uint32_t s;
-    next_connection(st, rows, pre, e, e0, e1, lane, I, w, s);
+    load_connection(st, rows, e + lane, e1, I, w, s);
     const int n = (int)min64(32, e1 - e);
     for (int j0 = 0; j0 < n; j0 += 2 * kGroup) {
       float wj[kGroup];
@@ -211,89 +180,74 @@ __device__ __forceinline__ void label_scores_bf16_wide(DeviceStatus* st, const R
   }
 }
 
-// int8 inputs (top-k only, option int8TopK): xT [I, ld] signed bytes q with x[b, i] ~ s_b q (row stride
-// ld, a multiple of 16), and the label's weights quantized here the same way, w_e ~ t_l qw_e with
-// t_l = max_e |w_e| / 127, so that score_b = s_b t_l sum_e qw_e q[src_e, b] + bias: an exact int32 dot
-// product (__dp4a, 4 products per instruction) scaled once. A chunk row of one connection is 128 bytes,
-// 8 lanes x 16 rows; lane group g = lane / 8 takes connections 4g .. 4g+3 and 16+4g .. 16+4g+3 of each
-// 32, so a lane holds 4 connections' bytes of the same 16 rows: a 4 x 4 byte transpose (8 permutes)
-// per 4 rows puts one row's 4 bytes in a word for __dp4a against the 4 packed weights.
-__device__ __forceinline__ uint32_t pack4(int a, int b, int c, int d) {
-  return __byte_perm(__byte_perm(a, b, 0x0040), __byte_perm(c, d, 0x0040), 0x5410);  // low bytes a, b, c, d
-}
+// int8 inputs (top-k only, option int8TopK): xT [I, ld] bytes u = q + 128 with x[b, i] ~ s_b q, row
+// stride ld (a multiple of 16). A chunk row of one connection is 128 bytes, 8 lanes x 16 rows, so a
+// warp loads 4 connections at once (quarter = lane / 8 takes connections quarter, quarter + 4, ...).
+// A byte becomes the float 1 + u 2^-15 with one byte permute (exponent 0x7F, u in mantissa bits 8-15),
+// and fma(w, 1 + u 2^-15, -w) = w u 2^-15 is rounded once, so nothing is lost to cancellation;
+// score_b = s_b 2^15 (sum_j w_j u_j 2^-15 - 2^-8 sum_j w_j) = s_b sum_j w_j q_j.
+constexpr int kInt8Group = 8;  // loads in flight per lane: 4 * kInt8Group connections
+static_assert(32 % (4 * kInt8Group) == 0, "kInt8Group: a group must divide the 32 connections of a load");
 
-// acc[4 r4 + i] += dot(row r4 * 4 + i of connections 0..3, packed weights wp); v[c] = connection c's 16 rows.
-__device__ __forceinline__ void dp4a_16rows(int acc[16], const uint4 v[4], uint32_t wp) {
-  const uint32_t w0[4] = {v[0].x, v[0].y, v[0].z, v[0].w}, w1[4] = {v[1].x, v[1].y, v[1].z, v[1].w};
-  const uint32_t w2[4] = {v[2].x, v[2].y, v[2].z, v[2].w}, w3[4] = {v[3].x, v[3].y, v[3].z, v[3].w};
+__device__ __forceinline__ void add16_int8(float a[16], float w, uint4 v) {
+  const uint32_t q[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-  for (int r4 = 0; r4 < 4; ++r4) {
-    const uint32_t ab_lo = __byte_perm(w0[r4], w1[r4], 0x5140), ab_hi = __byte_perm(w0[r4], w1[r4], 0x7362);
-    const uint32_t cd_lo = __byte_perm(w2[r4], w3[r4], 0x5140), cd_hi = __byte_perm(w2[r4], w3[r4], 0x7362);
-    acc[4 * r4 + 0] = __dp4a((int)__byte_perm(ab_lo, cd_lo, 0x5410), (int)wp, acc[4 * r4 + 0]);
-    acc[4 * r4 + 1] = __dp4a((int)__byte_perm(ab_lo, cd_lo, 0x7632), (int)wp, acc[4 * r4 + 1]);
-    acc[4 * r4 + 2] = __dp4a((int)__byte_perm(ab_hi, cd_hi, 0x5410), (int)wp, acc[4 * r4 + 2]);
-    acc[4 * r4 + 3] = __dp4a((int)__byte_perm(ab_hi, cd_hi, 0x7632), (int)wp, acc[4 * r4 + 3]);
+  for (int i = 0; i < 4; ++i) {
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+      const float x = __uint_as_float(__byte_perm(q[i], 0x3F800000u, 0x7604u | (b << 4)));  // 1 + u 2^-15
+      a[4 * i + b] += fmaf(w, x, -w);
+    }
   }
 }
 
 // One label's scores (plus bias) for the chunk's rows [c0, c0 + nb) into out[0 .. nb). All lanes call it.
-// A non-finite weight makes the label's scores NaN (as it would in float32).
-__device__ __forceinline__ void label_scores_int8(DeviceStatus* st, const RowSparseDev& rows, const int8_t* xT,
+__device__ __forceinline__ void label_scores_int8(DeviceStatus* st, const RowSparseDev& rows, const uint8_t* xT,
                                                   int64_t ld, const float* scale, uint32_t I, int64_t e0, int64_t e1,
-                                                  int c0, int nb, int lane, float bias, float* out, Prefetched pre) {
-  const int grp = lane >> 3, ql = lane & 7;
+                                                  int c0, int nb, int lane, float bias, float* out) {
+  const int quarter = lane >> 3, ql = lane & 7;
   const int off = ql * 16 < nb ? ql * 16 : 0;  // lanes past the chunk read rows 0..15 and drop them
-  float wmax = 0.0f;
-  bool finite = true;
-  for (int64_t e = e0 + lane; e < e1; e += 32) {
-    const float a = fabsf(pre.has && e < e0 + 32 ? pre.w : rows.weight[e]);
-    finite &= a <= 3.402823466e38f;
-    wmax = fmaxf(wmax, a);
-  }
-  for (int o = 16; o > 0; o >>= 1) wmax = fmaxf(wmax, __shfl_xor_sync(kFullMask, wmax, o));
-  finite = __all_sync(kFullMask, finite);
-  const float inv = wmax > 0.0f ? 127.0f / wmax : 0.0f;
-  int acc[16];
+  float a[16];
 #pragma unroll
-  for (int i = 0; i < 16; ++i) acc[i] = 0;
+  for (int i = 0; i < 16; ++i) a[i] = 0.0f;
+  float wsum = 0.0f;
   for (int64_t e = e0; e < e1; e += 32) {
     float w;
     uint32_t s;
-    next_connection(st, rows, pre, e, e0, e1, lane, I, w, s);  // past the row: weight 0, source 0
-    const int qw = static_cast<int>(fminf(fmaxf(rintf(w * inv), -127.0f), 127.0f)) & 0xFF;
+    load_connection(st, rows, e + lane, e1, I, w, s);
+    wsum += w;
     const int n = (int)min64(32, e1 - e);
-    uint4 v[2][4];
-    uint32_t wp[2];
+    for (int j0 = 0; j0 < n; j0 += 4 * kInt8Group) {
+      float wj[kInt8Group];
+      uint4 v[kInt8Group];
 #pragma unroll
-    for (int p = 0; p < 2; ++p) {  // both passes' gathers first (8 in flight)
-      const int j = 16 * p + 4 * grp;
-      wp[p] = pack4(__shfl_sync(kFullMask, qw, j), __shfl_sync(kFullMask, qw, j + 1), __shfl_sync(kFullMask, qw, j + 2),
-                    __shfl_sync(kFullMask, qw, j + 3));
+      for (int u = 0; u < kInt8Group; ++u) {
+        const int j = j0 + 4 * u + quarter;
+        wj[u] = __shfl_sync(kFullMask, w, j);
+        v[u] = *reinterpret_cast<const uint4*>(xT + (int64_t)__shfl_sync(kFullMask, s, j) * ld + c0 + off);
+      }
 #pragma unroll
-      for (int c = 0; c < 4; ++c)
-        v[p][c] = *reinterpret_cast<const uint4*>(xT + (int64_t)__shfl_sync(kFullMask, s, j + c) * ld + c0 + off);
+      for (int u = 0; u < kInt8Group; ++u)
+        if (j0 + 4 * u + quarter < n) add16_int8(a, wj[u], v[u]);
     }
-    dp4a_16rows(acc, v[0], wp[0]);
-    if (n > 16) dp4a_16rows(acc, v[1], wp[1]);  // warp-uniform
   }
 #pragma unroll
   for (int i = 0; i < 16; ++i) {
-    acc[i] += __shfl_xor_sync(kFullMask, acc[i], 8);
-    acc[i] += __shfl_xor_sync(kFullMask, acc[i], 16);
+    a[i] += __shfl_xor_sync(kFullMask, a[i], 8);
+    a[i] += __shfl_xor_sync(kFullMask, a[i], 16);
   }
-  const float t = finite ? wmax / 127.0f : __int_as_float(0x7FC00000);
-  // Every lane holds its 16 rows' sums; group g writes rows ql * 16 + 4g .. + 3.
-  int o[4] = {0, 0, 0, 0};
+  const float corr = warp_sum(wsum) * (1.0f / 256.0f);
+  // Every lane holds its 16 rows' sums; quarter q writes rows ql * 16 + 4q .. + 3.
+  float o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-  for (int g = 0; g < 4; ++g)
-    if (grp == g)
+  for (int qq = 0; qq < 4; ++qq)
+    if (quarter == qq)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) o[r] = acc[4 * g + r];
-  const int r0 = ql * 16 + 4 * grp;
+      for (int r = 0; r < 4; ++r) o[r] = a[4 * qq + r];
+  const int r0 = ql * 16 + 4 * quarter;
 #pragma unroll
   for (int r = 0; r < 4; ++r)
-    if (r0 + r < nb) out[r0 + r] = scale[c0 + r0 + r] * t * static_cast<float>(o[r]) + bias;
+    if (r0 + r < nb) out[r0 + r] = scale[c0 + r0 + r] * 32768.0f * (o[r] - corr) + bias;
 }
 
 // One label's scores over its connections [e0, e1) for this lane's rows of the
@@ -303,14 +257,14 @@ __device__ __forceinline__ void label_scores_int8(DeviceStatus* st, const RowSpa
 template <bool kVec4, class T>
 __device__ __forceinline__ void label_scores(DeviceStatus* st, const RowSparseDev& rows, const T* xT, int B,
                                              uint32_t I, int64_t e0, int64_t e1, int c0, int nb, int lane,
-                                             float acc[4], Prefetched pre = Prefetched()) {
+                                             float acc[4]) {
   if constexpr (kVec4 && sizeof(T) == 2 && kBf16Wide) {
-    if ((B & 7) == 0) return label_scores_bf16_wide(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc, pre);
+    if ((B & 7) == 0) return label_scores_bf16_wide(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
   }
   for (int64_t e = e0; e < e1; e += 32) {
     float w;
     uint32_t s;
-    next_connection(st, rows, pre, e, e0, e1, lane, I, w, s);
+    load_connection(st, rows, e + lane, e1, I, w, s);
     const int n = (int)min64(32, e1 - e);
     for (int j0 = 0; j0 < n; j0 += kGroup) {
       float wj[kGroup];
@@ -591,12 +545,11 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kerne
 constexpr int kTopKTile = 64;
 static_assert(kThreads == 2 * kChunk, "topk_scores_kernel: two threads per row of a batch chunk");
 
-// Two blocks per multiprocessor at least (128 registers): one block of 8 warps cannot hide the gathers' latency.
 // Each thread keeps a sorted list of its K >= k best keys (K a template constant, so the list
 // stays in registers: with a runtime k the compiler indexed it in local memory); the floor a new
 // key must beat is the K-th, and the first k go out.
 template <bool kVec4, class T, int K>
-__global__ __launch_bounds__(kThreads, 2) void topk_scores_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
+__global__ __launch_bounds__(kThreads, kFusedMinBlocks) void topk_scores_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
                                                                const T* xT, int B, uint32_t I, int64_t L,
                                                                int64_t per_block, int k, unsigned long long* cand,
                                                                int64_t per_row, const float* int8_scale, int64_t ld) {
@@ -610,22 +563,16 @@ __global__ __launch_bounds__(kThreads, 2) void topk_scores_kernel(DeviceStatus* 
     unsigned long long keys[K];  // descending; 0 = empty
 #pragma unroll
     for (int i = 0; i < K; ++i) keys[i] = 0ull;
-    // The warp's labels are lb0 + warp, + kWarps, ... across the tiles: each one's first connections are
-    // fetched while the previous one's gathers run.
-    Prefetched next;
-    if (kTopKPrefetch && lb0 + warp < lb1) next = prefetch_connection(st, rows, lb0 + warp, lane, I);
     for (int64_t la = lb0; la < lb1; la += kTopKTile) {
       const int nl = (int)min64(kTopKTile, lb1 - la);
       for (int t = warp; t < nl; t += kWarps) {
         const int64_t l = la + t;
-        const Prefetched pre = next;
-        if (kTopKPrefetch && l + kWarps < lb1) next = prefetch_connection(st, rows, l + kWarps, lane, I);
         const float bl = bias ? bias[l] : 0.0f;
         if constexpr (sizeof(T) == 1) {
-          label_scores_int8(st, rows, xT, ld, int8_scale, I, row_begin(rows, l), row_end(rows, l), c0, nb, lane, bl, tile[t], pre);
+          label_scores_int8(st, rows, xT, ld, int8_scale, I, row_begin(rows, l), row_end(rows, l), c0, nb, lane, bl, tile[t]);
         } else {
           float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-          label_scores<kVec4, T>(st, rows, xT, B, I, row_begin(rows, l), row_end(rows, l), c0, nb, lane, acc, pre);
+          label_scores<kVec4, T>(st, rows, xT, B, I, row_begin(rows, l), row_end(rows, l), c0, nb, lane, acc);
           if (kVec4) {
             if (lane * 4 < nb)
               *reinterpret_cast<float4*>(&tile[t][lane * 4]) = make_float4(acc[0] + bl, acc[1] + bl, acc[2] + bl, acc[3] + bl);
@@ -796,7 +743,7 @@ static void launch_topk(const Launch& ctx, const RowSparseDev& rows, const float
   const int64_t blocks = per_row / (2 * k);
   if (L > 0) {
     if (xT.int8_scale)
-      launch_topk_scores<int8_t, K>(ctx, (unsigned)blocks, rows, bias, static_cast<const int8_t*>(xT.data), B, I, L, per_block, k, cand, per_row, xT.int8_scale, xT.ld);
+      launch_topk_scores<uint8_t, K>(ctx, (unsigned)blocks, rows, bias, static_cast<const uint8_t*>(xT.data), B, I, L, per_block, k, cand, per_row, xT.int8_scale, xT.ld);
     else if (xT.bf16)
       launch_topk_scores<uint16_t, K>(ctx, (unsigned)blocks, rows, bias, static_cast<const uint16_t*>(xT.data), B, I, L, per_block, k, cand, per_row);
     else

@@ -101,7 +101,7 @@ GatherScratch topk_gather_input(const OpCall& call, const Tensor& x, int64_t B, 
   g.scratch = call.scratch(std::max<int64_t>(1, I * ld));
   float* scale = static_cast<float*>(g.scale->data());
   int8_row_scales(call.launch(), x.data<float>(), B, I, scale);
-  transpose_int8(call.launch(), x.data<float>(), scale, B, I, ld, static_cast<int8_t*>(g.scratch->data()));
+  transpose_int8(call.launch(), x.data<float>(), scale, B, I, ld, static_cast<uint8_t*>(g.scratch->data()));
   g.input = {g.scratch->data(), false, scale, ld};
   return g;
 }

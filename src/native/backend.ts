@@ -187,12 +187,11 @@ export interface BackendOptions {
    */
   bf16Gathers?: boolean;
   /**
-   * CUDA backend, inference only: the fused top-k (ffiTopK / sparseTopK with k <= 16) quantizes its input to int8
-   * with one scale per input row (max |x| / 127) and the layer's weights to int8 with one scale per label, and
-   * computes exact int32 dot products (4 per instruction): an eighth of the float32 gather traffic. Scores carry
-   * the rounding of both (about 1% of a row's score scale); a row with a NaN or an infinity scores NaN for every
-   * label (ranked last). Training ops are unaffected; it takes precedence over bf16Gathers for the top-k.
-   * Default false.
+   * CUDA backend, inference only: the fused top-k (ffiTopK / sparseTopK with k <= 16) reads its input quantized to
+   * int8 with one scale per input row (max |x| / 127), accumulating in float32: a quarter of the float32 gather
+   * traffic. Scores are within about 1% of the float32 ones (more for rows whose values span a wide range); a row
+   * with a NaN or an infinity scores NaN for every label (ranked last). Training ops are unaffected; it takes
+   * precedence over bf16Gathers for the top-k. Default false.
    */
   int8TopK?: boolean;
 }
