@@ -68,7 +68,15 @@ describe('train - gpu memory limit', () => {
   });
 
   it('a limit with --device cpu is an option error', () => {
-    expect(() => createDeviceBackend('cpu', 1, 4 * 2 ** 30)).toThrow(/--gpu-memory-limit.*CUDA backend.*--device cpu/);
+    expect(() => createDeviceBackend('cpu', 1, { gpuMemoryLimit: 4 * 2 ** 30 })).toThrow(/--gpu-memory-limit.*CUDA backend.*--device cpu/);
+  });
+
+  it('the other CUDA-only options with --device cpu are option errors naming the flag; false or absent ones are not', () => {
+    expect(() => createDeviceBackend('cpu', 1, { tf32: true })).toThrow(/--tf32.*CUDA backend.*--device cpu/);
+    expect(() => createDeviceBackend('cpu', 1, { bf16Gathers: true })).toThrow(/--bf16-gathers.*CUDA backend/);
+    expect(() => createDeviceBackend('cpu', 1, { int8TopK: true })).toThrow(/--int8-topk.*CUDA backend/);
+    const be = createDeviceBackend('cpu', 1, { tf32: false, int8TopK: undefined });
+    expect(be.kind).toBe('cpu');
   });
 });
 

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Backend } from '../native/backend.js';
 import { repoRoot, sleep, startNatsServer, type NatsServerHandle } from '../distributed/nats.js';
-import { createDeviceBackend, type Device } from '../train/run.js';
+import { createDeviceBackend, type Device, type GpuOptions } from '../train/run.js';
 import type { BatcherOptions } from './batcher.js';
 import { startGatewayCluster, type GatewayCluster } from './cluster.js';
 import { checkNatsAuth, connectServe, type NatsAuth } from './connect.js';
@@ -38,6 +38,8 @@ export interface LocalServiceOptions {
   device?: Device;
   /** CPU threads per worker (default: the cores divided among the workers) */
   threads?: number;
+  /** CUDA backend options of the workers (--tf32, --bf16-gathers, --int8-topk) */
+  gpu?: GpuOptions;
   /** GPUs to spread process workers over (CUDA_VISIBLE_DEVICES = shard mod gpus); 0: leave it unset */
   gpus?: number;
   batch?: Partial<BatcherOptions>;
@@ -106,7 +108,7 @@ export async function startLocalService(options: LocalServiceOptions): Promise<L
     const startShard = async (shard: number): Promise<void> => {
       if (slots.has(shard)) return;
       if (options.workers === 'in-process') {
-        backend ??= createDeviceBackend(device, threads);
+        backend ??= createDeviceBackend(device, threads, options.gpu);
         const wnc = await connectServe(natsUrl!, `xmc-serve-shard-${model}-${shard}`, auth);
         let worker: ShardWorker;
         try {
@@ -178,6 +180,7 @@ interface ChildOptions {
   natsAuth?: NatsAuth;
   device: Device;
   threads: number;
+  gpu?: GpuOptions;
   gpus?: number;
   batch?: Partial<BatcherOptions>;
 }
@@ -189,6 +192,9 @@ function superviseWorker(shard: number, o: ChildOptions, log: (m: string) => voi
   if (o.batch?.maxWaitMs !== undefined) args.push('--max-wait-ms', String(o.batch.maxWaitMs));
   if (o.batch?.maxRows !== undefined) args.push('--max-batch-rows', String(o.batch.maxRows));
   if (o.batch?.maxInFlight !== undefined) args.push('--batches-in-flight', String(o.batch.maxInFlight));
+  if (o.gpu?.tf32) args.push('--tf32');
+  if (o.gpu?.bf16Gathers) args.push('--bf16-gathers');
+  if (o.gpu?.int8TopK) args.push('--int8-topk');
   const env: NodeJS.ProcessEnv = { ...process.env };
   if (o.natsAuth?.token) env.XMC_NATS_TOKEN = o.natsAuth.token;
   if (o.natsAuth?.user) { env.XMC_NATS_USER = o.natsAuth.user; env.XMC_NATS_PASS = o.natsAuth.pass; }

@@ -18,7 +18,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { Backend, FloatTensor } from '../native/backend.js';
 import type { ShardModel } from '../model/shard.js';
-import { createDeviceBackend, type Device } from '../train/run.js';
+import { createDeviceBackend, type Device, type GpuOptions } from '../train/run.js';
 import { MicroBatcher, type BatcherOptions } from './batcher.js';
 import { loadServedShard, type ServedRun } from './load.js';
 import {
@@ -35,6 +35,8 @@ export interface ShardWorkerOptions {
   model: string;
   device?: Device;
   threads?: number;
+  /** CUDA backend options (--tf32, --bf16-gathers, --int8-topk) */
+  gpu?: GpuOptions;
   /** use this backend instead of creating one from device/threads */
   backend?: Backend;
   batch?: Partial<BatcherOptions>;
@@ -80,7 +82,7 @@ const bucketRows = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(MIN_
 export async function startShardWorker(options: ShardWorkerOptions): Promise<ShardWorker> {
   const { nc, shard } = options;
   const log = options.log ?? (() => {});
-  const backend = options.backend ?? createDeviceBackend(options.device ?? 'auto', options.threads);
+  const backend = options.backend ?? createDeviceBackend(options.device ?? 'auto', options.threads, options.gpu);
   const { run, model, source } = await loadServedShard(backend, options.runDir, shard);
   const F = run.model.inputDim;
   const batchOptions: BatcherOptions = { ...DEFAULT_BATCH, ...options.batch };

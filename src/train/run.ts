@@ -19,12 +19,44 @@ import { RUN_FILES, train, type DataSpecs, type RunCheckpointMeta, type TrainRes
 
 export type Device = 'cpu' | 'cuda' | 'auto';
 
-/** The backend for `--device`: cuda fails with CudaUnavailableError where it cannot run; auto falls back to cpu. */
-export function createDeviceBackend(device: Device, threads?: number, gpuMemoryLimit?: number): Backend {
-  if (gpuMemoryLimit !== undefined && device === 'cpu') {
-    throw new OptionError('--gpu-memory-limit', 'applies to the CUDA backend, and --device cpu was given');
+/**
+ * Options of the CUDA backend that the commands expose (docs/BACKEND.md): faster, less exact arithmetic, and a
+ * memory limit. They apply to the CUDA backend only: with --device cpu they are an error; where --device auto
+ * falls back to the CPU they have no effect.
+ */
+export interface GpuOptions {
+  /** --gpu-memory-limit: bytes the backend may hold */
+  gpuMemoryLimit?: number;
+  /** --tf32: dense products on TF32 tensor cores */
+  tf32?: boolean;
+  /** --bf16-gathers: the fused FFI kernels read their input as bfloat16 */
+  bf16Gathers?: boolean;
+  /** --int8-topk: the fused top-k reads its input as int8 (inference) */
+  int8TopK?: boolean;
+}
+
+const GPU_FLAGS: Record<keyof GpuOptions, string> = {
+  gpuMemoryLimit: '--gpu-memory-limit', tf32: '--tf32', bf16Gathers: '--bf16-gathers', int8TopK: '--int8-topk',
+};
+
+/** OptionError naming the first CUDA-only option given with --device cpu. */
+export function checkGpuOptions(device: Device, gpu: GpuOptions): void {
+  const given = (Object.keys(GPU_FLAGS) as (keyof GpuOptions)[]).filter((key) => gpu[key] !== undefined && gpu[key] !== false);
+  if (given.length > 0 && device === 'cpu') {
+    throw new OptionError(GPU_FLAGS[given[0]], 'applies to the CUDA backend, and --device cpu was given');
   }
-  const options = { ...(threads === undefined ? {} : { threads }), ...(gpuMemoryLimit === undefined ? {} : { memoryLimit: gpuMemoryLimit }) };
+}
+
+/** The backend for `--device`: cuda fails with CudaUnavailableError where it cannot run; auto falls back to cpu. */
+export function createDeviceBackend(device: Device, threads?: number, gpu: GpuOptions = {}): Backend {
+  checkGpuOptions(device, gpu);
+  const options = {
+    ...(threads === undefined ? {} : { threads }),
+    ...(gpu.gpuMemoryLimit === undefined ? {} : { memoryLimit: gpu.gpuMemoryLimit }),
+    ...(gpu.tf32 ? { tf32: true } : {}),
+    ...(gpu.bf16Gathers ? { bf16Gathers: true } : {}),
+    ...(gpu.int8TopK ? { int8TopK: true } : {}),
+  };
   if (device === 'cpu') return createBackend('cpu', options);
   if (device === 'cuda') return createBackend('cuda', options);
   try {
@@ -49,6 +81,9 @@ export interface RunOptions {
   reporter?: TrainReporter;
   /** bytes of GPU memory the run may use (CUDA backend): checked before anything is allocated, enforced by the allocator */
   gpuMemoryLimit?: number;
+  /** CUDA backend: TF32 dense products, bfloat16 gathers in the fused FFI kernels */
+  tf32?: boolean;
+  bf16Gathers?: boolean;
   /** use this backend instead of creating one from device/threads */
   backend?: Backend;
 }
@@ -105,7 +140,8 @@ export async function runTraining(run: RunOptions): Promise<TrainResult> {
     throw new OptionError('--out', `${outDir} already holds a run (${RUN_FILES.last}): pass --resume to continue it, or choose another directory`);
   }
 
-  const backend = run.backend ?? createDeviceBackend(run.device ?? 'auto', run.threads, run.gpuMemoryLimit);
+  const backend = run.backend ??
+    createDeviceBackend(run.device ?? 'auto', run.threads, { gpuMemoryLimit: run.gpuMemoryLimit, tf32: run.tf32, bf16Gathers: run.bf16Gathers });
   const trainSpec = run.train ?? resumeFrom?.meta.data?.train;
   const testSpec = run.test ?? resumeFrom?.meta.data?.test;
   if (trainSpec === undefined) throw new OptionError('--train', 'is required');

@@ -26,7 +26,11 @@ first) as predicted by the best epoch of a run (checkpoint-best.ckpt).
   --out FILE             the prediction file
   --batch-size N         rows per batch (default 512)
   --device cpu|cuda|auto (default auto)
-  --threads T            CPU threads (default: all)`;
+  --threads T            CPU threads (default: all)
+  --tf32                 CUDA: dense products on TF32 tensor cores (about 1e-3 relative error)
+  --bf16-gathers         CUDA: the fused FFI top-k (k <= 16) reads its input as bfloat16
+  --int8-topk            CUDA: the fused top-k (k <= 16) reads its input as int8 with a scale per
+                         row (faster; found 98% of the float32 top-5 labels in docs/PERFORMANCE.md)`;
 
 export const command: Command = {
   help: HELP,
@@ -40,6 +44,9 @@ export const command: Command = {
       'batch-size': { type: 'string' },
       device: { type: 'string' },
       threads: { type: 'string' },
+      tf32: { type: 'boolean' },
+      'bf16-gathers': { type: 'boolean' },
+      'int8-topk': { type: 'boolean' },
     });
     if (!v.run) throw new OptionError('--run', 'is required (a run directory of `xmc train`)');
     if (!v.out) throw new OptionError('--out', 'is required (the prediction file to write)');
@@ -49,7 +56,7 @@ export const command: Command = {
     const device = choiceOption<Device>('--device', v.device, 'auto', ['cpu', 'cuda', 'auto']);
     const threads = v.threads === undefined ? undefined : numberOption('--threads', v.threads, 0, { min: 1, max: 1024, integer: true });
 
-    const backend = createDeviceBackend(device, threads);
+    const backend = createDeviceBackend(device, threads, { tf32: v.tf32, bf16Gathers: v['bf16-gathers'], int8TopK: v['int8-topk'] });
     const { model } = await loadRunModel(backend, v.run);
     try {
       let features: FeatureMatrix;

@@ -11,7 +11,7 @@ import type { Command } from '../command.js';
 import { choiceOption, numberOption, parseOptions } from '../command.js';
 import { OptionError } from '../../errors.js';
 import { logger } from '../../distributed/nats.js';
-import type { Device } from '../../train/run.js';
+import { checkGpuOptions, type Device, type GpuOptions } from '../../train/run.js';
 import type { BatcherOptions } from '../../serve/batcher.js';
 import { defaultGateways, startGatewayCluster } from '../../serve/cluster.js';
 import { checkNatsAuth, connectServe, natsAuthFrom } from '../../serve/connect.js';
@@ -54,6 +54,10 @@ worker:
   --batches-in-flight N  batches a worker runs at once (default 1; 2 packs the next batch while one computes)
   --in-process           (all-in-one) workers in this process, one shared backend
   --gpus G               (all-in-one) spread the workers over G GPUs (CUDA_VISIBLE_DEVICES = shard mod G)
+  --tf32                 CUDA: dense products on TF32 tensor cores (about 1e-3 relative error)
+  --bf16-gathers         CUDA: the fused top-k (k <= 16) reads its input as bfloat16
+  --int8-topk            CUDA: the fused top-k (k <= 16) reads its input as int8 with a scale per
+                         row (faster; found 98% of the float32 top-5 labels in docs/PERFORMANCE.md)
 
 gateway:
   --gateways N           gateway processes sharing the HTTP port (node:cluster; /metrics sums them);
@@ -74,6 +78,7 @@ const OPTIONS = {
   'nats-token': { type: 'string' }, 'nats-user': { type: 'string' }, 'nats-pass': { type: 'string' },
   shard: { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' },
   'max-wait-ms': { type: 'string' }, 'max-batch-rows': { type: 'string' }, 'batches-in-flight': { type: 'string' }, 'in-process': { type: 'boolean' }, gpus: { type: 'string' },
+  tf32: { type: 'boolean' }, 'bf16-gathers': { type: 'boolean' }, 'int8-topk': { type: 'boolean' },
   host: { type: 'string' }, port: { type: 'string' }, token: { type: 'string' }, 'timeout-ms': { type: 'string' },
   'max-k': { type: 'string' }, k: { type: 'string' }, 'max-inputs': { type: 'string' }, 'body-limit': { type: 'string' },
   labels: { type: 'string' }, gateways: { type: 'string' },
@@ -87,6 +92,13 @@ function batchOptions(v: Values): Partial<BatcherOptions> {
   if (v['max-batch-rows'] !== undefined) b.maxRows = numberOption('--max-batch-rows', v['max-batch-rows'], 0, { min: 1, max: 65536, integer: true });
   if (v['batches-in-flight'] !== undefined) b.maxInFlight = numberOption('--batches-in-flight', v['batches-in-flight'], 1, { min: 1, max: 8, integer: true });
   return b;
+}
+
+/** The workers' CUDA backend options (--tf32, --bf16-gathers, --int8-topk), refused here with --device cpu. */
+function gpuOptions(v: Values, device: Device): GpuOptions {
+  const gpu: GpuOptions = { tf32: v.tf32, bf16Gathers: v['bf16-gathers'], int8TopK: v['int8-topk'] };
+  checkGpuOptions(device, gpu);
+  return gpu;
 }
 
 function threadsOption(v: Values): number | undefined {
@@ -163,7 +175,7 @@ export const command: Command = {
       const log = logger('serve');
       const service = await startLocalService({
         runDir: run.dir, model, natsUrl: v.nats, natsAuth: auth, workers: v['in-process'] ? 'in-process' : 'process',
-        device, threads: threadsOption(v), gpus: v.gpus === undefined ? undefined : numberOption('--gpus', v.gpus, 0, { min: 0, max: 1024, integer: true }),
+        device, threads: threadsOption(v), gpu: gpuOptions(v, device), gpus: v.gpus === undefined ? undefined : numberOption('--gpus', v.gpus, 0, { min: 0, max: 1024, integer: true }),
         batch: batchOptions(v), http: httpOptions(v), ...gatewayOptions(v, run.model.numLabels), gateways: gatewaysOption(v, device), log,
       });
       const pids = service.gatewayPids();
@@ -183,7 +195,7 @@ export const command: Command = {
       const shard = numberOption('--shard', v.shard, 0, { min: 0, max: run.model.shards - 1, integer: true });
       const log = logger(`serve worker ${shard}`);
       nc = await connectServe(url, `xmc-serve-shard-${model}-${shard}`, auth);
-      const worker = await startShardWorker({ nc, runDir: run.dir, shard, model, device, threads: threadsOption(v), batch: batchOptions(v), log });
+      const worker = await startShardWorker({ nc, runDir: run.dir, shard, model, device, threads: threadsOption(v), gpu: gpuOptions(v, device), batch: batchOptions(v), log });
       const signal = await Promise.race([untilSignal(), nc.closed().then(() => 'the NATS connection closed')]);
       log(`${signal}: stopping`);
       await worker.stop();
