@@ -16,6 +16,7 @@
 //   XMC_TRAIN, XMC_TEST  data (XC text, or labels with XMC_TRAIN_FEATURES / XMC_TEST_FEATURES)
 //   XMC_TRAIN_ARGS  further `xmc train` options for a new run (--shards is set from XMC_GPUS)
 //   XMC_THREADS     CPU threads per worker (CPU runs)
+//   XMC_WORKER_ARGS further `xmc cluster worker` options, e.g. "--tf32 --bf16-gathers"
 //
 // Written as an ES module with a named `apps` export: this package is
 // "type": "module", and pm2 loads the file with require(), which Node >= 20.19
@@ -80,7 +81,7 @@ function buildApps() {
       const shard = first + i;
       const threads = env.XMC_THREADS ? ['--threads', env.XMC_THREADS] : [];
       apps.push({
-        name: `${runId}-worker-${shard}`, script: xmc, args: ['cluster', 'worker', ...common, '--shard', String(shard), ...threads],
+        name: `${runId}-worker-${shard}`, script: xmc, args: ['cluster', 'worker', ...common, '--shard', String(shard), ...threads, ...split(env.XMC_WORKER_ARGS)],
         env: { CUDA_VISIBLE_DEVICES: String(i), ...done }, ...logs(`worker-${shard}`), ...restarts,
       });
     }

@@ -31,7 +31,7 @@ import { readCheckpoint, snapshotSections, writeCheckpoint } from '../src/model/
 import { STREAM_DROPOUT, opSeed } from '../src/model/init.js';
 import { ShardModel } from '../src/model/shard.js';
 import type { Backend, FloatTensor } from '../src/native/backend.js';
-import { createDeviceBackend, type Device } from '../src/train/run.js';
+import { createDeviceBackend, type Device, type GpuOptions } from '../src/train/run.js';
 import { waitForConfig } from '../src/encoder/encoder.js';
 import { faultArmed, faultPoint } from '../src/distributed/fault.js';
 import { shardCheckpointPath } from '../src/distributed/paths.js';
@@ -50,6 +50,8 @@ export interface WorkerOptions {
   shard: number;
   device?: Device;
   threads?: number;
+  /** CUDA backend options (--tf32, --bf16-gathers) */
+  gpu?: GpuOptions;
   /**
    * Steps between two checkpoints within an epoch; 0 (default): every
    * `checkpointSeconds` instead. The epoch's end is always checkpointed (the
@@ -94,7 +96,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   const { config } = run;
   const mc = config.model;
   if (shard < 0 || shard >= mc.shards) throw new Error(`shard ${shard} is out of range: the run has ${mc.shards} shards`);
-  const backend: Backend = createDeviceBackend(options.device ?? 'auto', options.threads);
+  const backend: Backend = createDeviceBackend(options.device ?? 'auto', options.threads, options.gpu);
 
   // The shard: from its checkpoint, or freshly initialised.
   const path = shardCheckpointPath(options.runDir, shard);

@@ -39,6 +39,8 @@ roles:
                                           background; the epoch's end is always checkpointed)
                   --checkpoint-every N    every N steps instead (0: off, the default)
                   --in-flight N           training steps queued on the device at most (2)
+                  --tf32                  CUDA: dense products on TF32 tensor cores
+                  --bf16-gathers          CUDA: the fused FFI kernels read the layer input as bfloat16
 
 common:
   --run RUN_DIR       the run directory (shared by the processes of one host)
@@ -57,6 +59,8 @@ const OPTIONS = {
   'checkpoint-every': { type: 'string' },
   'checkpoint-seconds': { type: 'string' },
   'in-flight': { type: 'string' },
+  tf32: { type: 'boolean' },
+  'bf16-gathers': { type: 'boolean' },
   'max-ahead': { type: 'string' },
   features: { type: 'string' },
   'request-timeout': { type: 'string' },
@@ -151,6 +155,7 @@ export const command: Command = {
           checkpointEvery: numberOption('--checkpoint-every', v['checkpoint-every'], 0, { min: 0, integer: true }),
           checkpointSeconds: numberOption('--checkpoint-seconds', v['checkpoint-seconds'], 600, { min: 1 }),
           maxInFlight: numberOption('--in-flight', v['in-flight'], 2, { min: 1, max: 64, integer: true }),
+          gpu: { tf32: v.tf32, bf16Gathers: v['bf16-gathers'] },
         });
         // Shut down by the coordinator: exit now (the backend's thread pool would keep the process alive).
         process.exit(doneExitCode());
