@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { OptionError } from '../src/errors.js';
 import { resolveTrainConfig } from '../src/train/config.js';
 import { checkGpuMemoryLimit, deviceMemoryNeeded, parseByteSize } from '../src/train/memory-limit.js';
@@ -77,6 +77,18 @@ describe('train - gpu memory limit', () => {
     expect(() => createDeviceBackend('cpu', 1, { int8TopK: true })).toThrow(/--int8-topk.*CUDA backend/);
     const be = createDeviceBackend('cpu', 1, { tf32: false, int8TopK: undefined });
     expect(be.kind).toBe('cpu');
+  });
+
+  it.skipIf(HAVE_CUDA)('with --device auto and no GPU, CUDA-only options fall back to the CPU with a warning naming them', () => {
+    const warned: string[] = [];
+    const spy = vi.spyOn(process, 'emitWarning').mockImplementation(((message: string) => { warned.push(message); }) as typeof process.emitWarning);
+    try {
+      const be = createDeviceBackend('auto', 1, { tf32: true, int8TopK: true });
+      expect(be.kind).toBe('cpu');
+    } finally {
+      spy.mockRestore();
+    }
+    expect(warned.join('\n')).toMatch(/--tf32, --int8-topk have no effect: --device auto runs on the CPU/);
   });
 });
 

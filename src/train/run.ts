@@ -39,12 +39,15 @@ const GPU_FLAGS: Record<keyof GpuOptions, string> = {
   gpuMemoryLimit: '--gpu-memory-limit', tf32: '--tf32', bf16Gathers: '--bf16-gathers', int8TopK: '--int8-topk',
 };
 
+/** The flags of the CUDA-only options that are set. */
+function gpuFlagsGiven(gpu: GpuOptions): string[] {
+  return (Object.keys(GPU_FLAGS) as (keyof GpuOptions)[]).filter((key) => gpu[key] !== undefined && gpu[key] !== false).map((key) => GPU_FLAGS[key]);
+}
+
 /** OptionError naming the first CUDA-only option given with --device cpu. */
 export function checkGpuOptions(device: Device, gpu: GpuOptions): void {
-  const given = (Object.keys(GPU_FLAGS) as (keyof GpuOptions)[]).filter((key) => gpu[key] !== undefined && gpu[key] !== false);
-  if (given.length > 0 && device === 'cpu') {
-    throw new OptionError(GPU_FLAGS[given[0]], 'applies to the CUDA backend, and --device cpu was given');
-  }
+  const given = gpuFlagsGiven(gpu);
+  if (given.length > 0 && device === 'cpu') throw new OptionError(given[0], 'applies to the CUDA backend, and --device cpu was given');
 }
 
 /** The backend for `--device`: cuda fails with CudaUnavailableError where it cannot run; auto falls back to cpu. */
@@ -62,8 +65,12 @@ export function createDeviceBackend(device: Device, threads?: number, gpu: GpuOp
   try {
     return createBackend('cuda', options);
   } catch (err) {
-    if (err instanceof CudaUnavailableError) return createBackend('cpu', options);
-    throw err;
+    if (!(err instanceof CudaUnavailableError)) throw err;
+    const given = gpuFlagsGiven(gpu);
+    if (given.length > 0) {
+      process.emitWarning(`${given.join(', ')} ha${given.length === 1 ? 's' : 've'} no effect: --device auto runs on the CPU (${err.message})`, 'XmcWarning');
+    }
+    return createBackend('cpu', options);
   }
 }
 
