@@ -11,6 +11,7 @@ import { SEED, labelCsr, randomCsr, randomFfiIdx, randomLabels, rng } from './op
 import type { Rng } from './ops-helpers.js';
 import { HAVE_CUDA, cpu, cuda, denseTol, expectNear, expectSame, poisoned } from './cuda-helpers.js';
 import { CudaBackend } from '../src/native/cuda-backend.js';
+import { createBackend } from '../src/native/index.js';
 
 const TOL = 1e-4;
 
@@ -335,6 +336,18 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - int8 top-k', () => {
       expect(common / (B * k), `share of the float32 top-${k} labels found with int8 inputs, seed ${SEED}`).toBeGreaterThan(0.7);
     });
   }
+
+  it('ffiTopK with int8TopK equals the CPU backend with int8TopK (its reference) on fresh random inputs', async () => {
+    const r = rng();
+    const B = 48, I = 1500, L = 20_011, k = 5, fan = 32;
+    const cpuInt8 = createBackend('cpu', { threads: 4, int8TopK: true });
+    const x = r.floats(B * I), W = r.floats(L * fan), b = r.floats(L, 0.1), idx = randomFfiIdx(r, L, fan, I);
+    const top = (be: Backend) =>
+      be.ffiTopK(be.fromArray(x, [B, I]), be.fromArray(W, [L, fan]), be.fromArray(idx, [L, fan]), be.fromArray(b), k);
+    const [c, g] = await Promise.all([top(cpuInt8), top(int8!)]);
+    expect(Array.from(g.labels), `seed ${SEED}`).toEqual(Array.from(c.labels));
+    expectNear(g.scores, c.scores, 1e-5, 'scores');
+  });
 
   it('sparseTopK with int8TopK ranks like the CPU backend on exactly representable inputs', async () => {
     const r = rng();

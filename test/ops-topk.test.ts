@@ -103,3 +103,80 @@ describe('ops - top-k', () => {
     });
   }
 });
+
+/** Round half to even, as rintf. */
+function rintEven(v: number): number {
+  const f = Math.floor(v), d = v - f;
+  if (d > 0.5) return f + 1;
+  if (d < 0.5) return f;
+  return f % 2 === 0 ? f : f + 1;
+}
+
+/** The int8TopK rounding in float32 arithmetic: per row s = max|x| / 127, x' = clamp(rint(x / s)) * s; null for a
+ * row with a NaN or an infinity. */
+function int8Rows(x: Float32Array, B: number, I: number): { xq: Float32Array; nanRows: boolean[] } {
+  const xq = new Float32Array(B * I), nanRows: boolean[] = [];
+  for (let b = 0; b < B; b++) {
+    let m = 0, finite = true;
+    for (let i = 0; i < I; i++) {
+      const a = Math.abs(x[b * I + i]);
+      if (!Number.isFinite(a)) finite = false; else m = Math.max(m, a);
+    }
+    nanRows.push(!finite);
+    const s = Math.fround(Math.fround(m) / 127);
+    for (let i = 0; i < I; i++) {
+      const q = finite && s > 0 ? Math.min(127, Math.max(-127, rintEven(Math.fround(x[b * I + i] / s)))) : 0;
+      xq[b * I + i] = Math.fround(q * s);
+    }
+  }
+  return { xq, nanRows };
+}
+
+describe('ops - int8 top-k (CPU reference of the CUDA int8TopK)', () => {
+  const int8 = createBackend('cpu', { threads: 3, int8TopK: true });
+
+  for (const [B, I, L, k, fan] of [[5, 300, 997, 5, 7], [1, 40, 61, 16, 3], [3, 64, 200, 12, 32]]) {
+    it(`ffiTopK with int8TopK equals the float32 top-k of the inputs rounded to int8 per row (B=${B}, L=${L}, k=${k})`, async () => {
+      const r = rng();
+      const x = r.floats(B * I), W = r.floats(L * fan), b = r.floats(L, 0.1), idx = randomFfiIdx(r, L, fan, I);
+      const { xq } = int8Rows(x, B, I);
+      const top = (backend: typeof be, input: Float32Array) =>
+        backend.ffiTopK(backend.fromArray(input, [B, I]), backend.fromArray(W, [L, fan]), backend.fromArray(idx, [L, fan]), backend.fromArray(b), k);
+      const [got, ref] = await Promise.all([top(int8, x), top(be, xq)]);
+      expect(Array.from(got.labels), `seed ${SEED}`).toEqual(Array.from(ref.labels));
+      expect(Array.from(got.scores)).toEqual(Array.from(ref.scores));
+    });
+  }
+
+  it('sparseTopK with int8TopK equals the float32 top-k of the rounded inputs; k > 16 is not rounded (as on CUDA)', async () => {
+    const r = rng();
+    const B = 4, I = 50, L = 300, k = 7;
+    const csr = randomCsr(r, L, I, 900);
+    const x = r.floats(B * I), W = r.floats(900), b = r.floats(L, 0.1);
+    const top = (backend: typeof be, input: Float32Array, kk: number) =>
+      backend.sparseTopK(backend.fromArray(input, [B, I]), backend.fromArray(csr.rowPtr), backend.fromArray(csr.col), backend.fromArray(W), backend.fromArray(b), kk);
+    const [got, ref] = await Promise.all([top(int8, x, k), top(be, int8Rows(x, B, I).xq, k)]);
+    expect(Array.from(got.labels)).toEqual(Array.from(ref.labels));
+    expect(Array.from(got.scores)).toEqual(Array.from(ref.scores));
+    const [big, plain] = await Promise.all([top(int8, x, 17), top(be, x, 17)]);
+    expect(Array.from(big.scores)).toEqual(Array.from(plain.scores));
+  });
+
+  it('a row with a NaN or an infinity scores NaN for every label (-Infinity, labels in order); other rows are unaffected', async () => {
+    const r = rng();
+    const B = 3, I = 30, L = 40, fan = 4, k = 3;
+    const x = r.floats(B * I), W = r.floats(L * fan), b = r.floats(L, 0.1), idx = randomFfiIdx(r, L, fan, I);
+    x[3] = NaN;
+    x[2 * I + 1] = -Infinity;
+    const got = await int8.ffiTopK(int8.fromArray(x, [B, I]), int8.fromArray(W, [L, fan]), int8.fromArray(idx, [L, fan]), int8.fromArray(b), k);
+    for (const row of [0, 2]) {
+      expect(Array.from(got.scores.subarray(row * k, (row + 1) * k))).toEqual([-Infinity, -Infinity, -Infinity]);
+      expect(Array.from(got.labels.subarray(row * k, (row + 1) * k))).toEqual([0, 1, 2]);
+    }
+    expect(got.scores[k]).toBeGreaterThan(-Infinity);
+  });
+
+  it('rejects a non-boolean int8TopK option', () => {
+    expect(() => createBackend('cpu', { int8TopK: 1 as unknown as boolean })).toThrow(/int8TopK must be a boolean/);
+  });
+});

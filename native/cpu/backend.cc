@@ -4,7 +4,7 @@
 // this folder and reach the stream through OpCall.
 //
 // JS surface (wrapped by src/native/cpu-backend.ts):
-//   new CpuBackend({threads?})
+//   new CpuBackend({threads?, int8TopK?})
 //     .tensor(dtype, shape)        -> CpuTensor, contents poisoned (0xFF bytes: NaN / -1 / 0xFFFFFFFF)
 //     .fromArray(typedArray, shape?) -> CpuTensor, a copy
 //     .sync()                      -> Promise<void>, after everything enqueued before it
@@ -502,6 +502,7 @@ class CpuBackend : public Napi::ObjectWrap<CpuBackend> {
   explicit CpuBackend(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CpuBackend>(info) {
     Napi::Env env = info.Env();
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    bool int8_topk = false;
     if (info.Length() > 0 && info[0].IsObject()) {
       Napi::Value v = info[0].As<Napi::Object>().Get("threads");
       if (!v.IsUndefined()) {
@@ -510,8 +511,14 @@ class CpuBackend : public Napi::ObjectWrap<CpuBackend> {
           throw Napi::RangeError::New(env, "CpuBackend: option threads must be an integer in [1, 1024], got " + v.ToString().Utf8Value());
         threads = static_cast<int>(x);
       }
+      Napi::Value q = info[0].As<Napi::Object>().Get("int8TopK");
+      if (!q.IsUndefined()) {
+        if (!q.IsBoolean()) throw Napi::TypeError::New(env, "CpuBackend: option int8TopK must be a boolean");
+        int8_topk = q.As<Napi::Boolean>().Value();
+      }
     }
     device_ = std::make_shared<Device>(env, threads);
+    device_->set_int8_topk(int8_topk);
   }
 
   const std::shared_ptr<Device>& device() const { return device_; }

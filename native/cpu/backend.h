@@ -178,6 +178,10 @@ class Device : public std::enable_shared_from_this<Device> {
 
   uint64_t id() const { return id_; }
   int threads() const { return pool_.size(); }
+  // ffiTopK / sparseTopK quantize their input to int8 per row first (option int8TopK: the CUDA
+  // kernel's reference, native/cpu/topk.cc). Set once, at construction.
+  bool int8_topk() const { return int8_topk_; }
+  void set_int8_topk(bool on) { int8_topk_ = on; }
   ThreadPool& pool() { return pool_; }
   const std::shared_ptr<Allocator>& allocator() const { return allocator_; }
   Tensor allocate(DType dtype, std::vector<int64_t> shape);
@@ -195,6 +199,7 @@ class Device : public std::enable_shared_from_this<Device> {
   void shutdown();
 
  private:
+  bool int8_topk_ = false;
   struct Task {
     const char* op;
     std::function<void()> run;

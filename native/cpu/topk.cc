@@ -20,15 +20,27 @@
 //
 // These are read-back ops: like tensor.read(), they settle a promise when they
 // have run (in queue order), and a sticky error from an earlier op rejects them.
+//
+// Option int8TopK of the backend (the reference of the CUDA kernels' int8 top-k):
+// with k <= 16 (the CUDA fused top-k's range, where the option applies there),
+// ffiTopK and sparseTopK first round each input row to s_b q, q = rint(x / s_b)
+// clamped to [-127, 127], s_b = max |x[b, :]| / 127, in float32 as the CUDA
+// transpose_int8 does; a row holding a NaN or an infinity scores NaN for every
+// label (reported as -Infinity, labels in order).
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
+#include <vector>
 
 #include "rowsparse.h"
 #include "common/dense_args.h"
 
 namespace xmc::cpu {
 namespace {
+
+// The CUDA backend's fused top-k takes k <= 16 (kFusedTopKMaxK, native/cuda/kernels.h); int8TopK applies there.
+constexpr int64_t kInt8TopKMaxK = 16;
 
 struct Entry {
   float score;
@@ -41,6 +53,7 @@ class TopKHeaps {
  public:
   TopKHeaps(const std::shared_ptr<Allocator>& alloc, int64_t B, int64_t k)
       : k_(k), heap_(alloc, sizeof(Entry) * B * k), count_(static_cast<size_t>(B), 0) {}
+  int64_t k() const { return k_; }
 
   // Offers labels l0 + c (c < n) with scores s[c] to row b's heap.
   void offer(int64_t b, const float* s, int64_t n, int64_t l0) {
@@ -170,16 +183,50 @@ Napi::Value DenseTopK(const Napi::CallbackInfo& info) {
                       });
 }
 
-// Chunked top-k of a row-sparse layer (FFI or CSR): `validate` runs first.
+// x [B, I] rounded per row to int8 values times the row's scale (option int8TopK, see the top); nan_row[b]:
+// row b holds a NaN or an infinity (its values are left 0).
+void quantize_int8_rows(ThreadPool& pool, const float* x, int64_t B, int64_t I, float* out, std::vector<char>& nan_row) {
+  pool.parallel_for(B, 1, [&](int64_t b0, int64_t b1, int) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* row = x + b * I;
+      float m = 0.0f;
+      bool finite = true;
+      for (int64_t i = 0; i < I; ++i) {
+        const float a = std::fabs(row[i]);
+        finite = finite && a <= std::numeric_limits<float>::max();
+        m = std::fmax(m, a);
+      }
+      nan_row[b] = !finite;
+      const float s = m / 127.0f;
+      for (int64_t i = 0; i < I; ++i) {
+        const float q = finite && s > 0.0f ? std::fmin(std::fmax(std::rint(row[i] / s), -127.0f), 127.0f) : 0.0f;
+        out[b * I + i] = q * s;
+      }
+    }
+  });
+}
+
+// Chunked top-k of a row-sparse layer (FFI or CSR): `validate` runs first. int8: the int8TopK option.
 void rowsparse_topk(ThreadPool& pool, const std::shared_ptr<Allocator>& alloc, TopKHeaps& heaps, const RowSparse& rows,
-                    const float* bias, const float* x, int64_t B, int64_t I, int64_t L, int64_t chunk) {
+                    const float* bias, const float* x, int64_t B, int64_t I, int64_t L, int64_t chunk, bool int8) {
+  std::vector<char> nan_row;
+  std::optional<Scratch> quantized;
+  if (int8 && heaps.k() <= kInt8TopKMaxK) {
+    nan_row.assign(static_cast<size_t>(B), 0);
+    quantized.emplace(alloc, sizeof(float) * std::max<int64_t>(1, B * I));
+    quantize_int8_rows(pool, x, B, I, quantized->as<float>(), nan_row);
+    x = quantized->as<float>();
+  }
   TransposedInput xT(pool, alloc, x, B, I);
   const int64_t C = std::min(chunk, std::max<int64_t>(L, 1));
   Scratch block(alloc, sizeof(float) * B * C);
   for (int64_t l0 = 0; l0 < L; l0 += C) {
     const int64_t n = std::min(C, L - l0);
-    rowsparse_forward(pool, alloc, rows, bias, xT.data(), B, l0, l0 + n, block.as<float>(), n);
-    offer_block(pool, heaps, block.as<float>(), B, n, n, l0);
+    float* s = block.as<float>();
+    rowsparse_forward(pool, alloc, rows, bias, xT.data(), B, l0, l0 + n, s, n);
+    for (int64_t b = 0; b < static_cast<int64_t>(nan_row.size()); ++b)
+      if (nan_row[b]) std::fill(s + b * n, s + (b + 1) * n, std::numeric_limits<float>::quiet_NaN());
+    offer_block(pool, heaps, s, B, n, n, l0);
   }
 }
 
@@ -191,11 +238,11 @@ Napi::Value FfiTopK(const Napi::CallbackInfo& info) {
   const int64_t B = x.dim(0), I = x.dim(1);
   auto [L, fan_in] = check_ffi_layer(call, W, idx, &b);
   return enqueue_topk(call, B, L, 5, 6,
-                      [pool = call.pool(), alloc = call.allocator(), x, W, idx, b, B, I, L = L, fan_in = fan_in](
-                          TopKHeaps& heaps, int64_t chunk) {
+                      [pool = call.pool(), alloc = call.allocator(), int8 = call.device().int8_topk(), x, W, idx, b, B, I,
+                       L = L, fan_in = fan_in](TopKHeaps& heaps, int64_t chunk) {
                         validate_ffi_idx(*pool, idx, fan_in, I);
                         RowSparse rows{nullptr, fan_in, idx.data<uint32_t>(), W.data<float>()};
-                        rowsparse_topk(*pool, alloc, heaps, rows, b.data<float>(), x.data<float>(), B, I, L, chunk);
+                        rowsparse_topk(*pool, alloc, heaps, rows, b.data<float>(), x.data<float>(), B, I, L, chunk, int8);
                       });
 }
 
@@ -208,11 +255,11 @@ Napi::Value SparseTopK(const Napi::CallbackInfo& info) {
   const int64_t B = x.dim(0), I = x.dim(1);
   auto [L, nnz] = check_csr_layer(call, rowPtr, col, W, &b);
   return enqueue_topk(call, B, L, 6, 7,
-                      [pool = call.pool(), alloc = call.allocator(), x, rowPtr, col, W, b, B, I, L = L, nnz = nnz](
-                          TopKHeaps& heaps, int64_t chunk) {
+                      [pool = call.pool(), alloc = call.allocator(), int8 = call.device().int8_topk(), x, rowPtr, col, W, b,
+                       B, I, L = L, nnz = nnz](TopKHeaps& heaps, int64_t chunk) {
                         validate_csr(*pool, rowPtr, L, col, nnz, I);
                         RowSparse rows{rowPtr.data<uint32_t>(), 0, col.data<uint32_t>(), W.data<float>()};
-                        rowsparse_topk(*pool, alloc, heaps, rows, b.data<float>(), x.data<float>(), B, I, L, chunk);
+                        rowsparse_topk(*pool, alloc, heaps, rows, b.data<float>(), x.data<float>(), B, I, L, chunk, int8);
                       });
 }
 

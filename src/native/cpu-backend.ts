@@ -9,7 +9,7 @@ import { AddonBackend, type NativeBackendObject, type NativeOps } from './addon-
 import { native } from './index.js';
 
 interface CpuAddon extends NativeOps {
-  CpuBackend: new (options: { threads?: number }) => NativeBackendObject;
+  CpuBackend: new (options: { threads?: number; int8TopK?: boolean }) => NativeBackendObject;
 }
 
 function addon(): CpuAddon {
@@ -25,6 +25,9 @@ export class CpuBackend extends AddonBackend {
 
   constructor(options: BackendOptions = {}) {
     const ops = addon();
-    super(new ops.CpuBackend(options.threads === undefined ? {} : { threads: options.threads }), ops);
+    super(new ops.CpuBackend({
+      ...(options.threads === undefined ? {} : { threads: options.threads }),
+      ...(options.int8TopK === undefined ? {} : { int8TopK: options.int8TopK }),
+    }), ops);
   }
 }

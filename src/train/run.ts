@@ -20,9 +20,9 @@ import { RUN_FILES, train, type DataSpecs, type RunCheckpointMeta, type TrainRes
 export type Device = 'cpu' | 'cuda' | 'auto';
 
 /**
- * Options of the CUDA backend that the commands expose (docs/BACKEND.md): faster, less exact arithmetic, and a
- * memory limit. They apply to the CUDA backend only: with --device cpu they are an error; where --device auto
- * falls back to the CPU they have no effect.
+ * Backend options that the commands expose (docs/BACKEND.md): faster, less exact arithmetic, and a memory limit.
+ * All but int8TopK apply to the CUDA backend only: with --device cpu they are an error; where --device auto falls
+ * back to the CPU they have no effect (a warning says so).
  */
 export interface GpuOptions {
   /** --gpu-memory-limit: bytes the backend may hold */
@@ -31,17 +31,18 @@ export interface GpuOptions {
   tf32?: boolean;
   /** --bf16-gathers: the fused FFI kernels read their input as bfloat16 */
   bf16Gathers?: boolean;
-  /** --int8-topk: the fused top-k reads its input as int8 (inference) */
+  /** --int8-topk: the top-k (k <= 16) uses its input rounded to int8 per row (inference; both backends, see BackendOptions) */
   int8TopK?: boolean;
 }
 
-const GPU_FLAGS: Record<keyof GpuOptions, string> = {
-  gpuMemoryLimit: '--gpu-memory-limit', tf32: '--tf32', bf16Gathers: '--bf16-gathers', int8TopK: '--int8-topk',
+/** The options that apply to the CUDA backend only (int8TopK works on both). */
+const GPU_FLAGS: Record<Exclude<keyof GpuOptions, 'int8TopK'>, string> = {
+  gpuMemoryLimit: '--gpu-memory-limit', tf32: '--tf32', bf16Gathers: '--bf16-gathers',
 };
 
 /** The flags of the CUDA-only options that are set. */
 function gpuFlagsGiven(gpu: GpuOptions): string[] {
-  return (Object.keys(GPU_FLAGS) as (keyof GpuOptions)[]).filter((key) => gpu[key] !== undefined && gpu[key] !== false).map((key) => GPU_FLAGS[key]);
+  return (Object.keys(GPU_FLAGS) as (keyof typeof GPU_FLAGS)[]).filter((key) => gpu[key] !== undefined && gpu[key] !== false).map((key) => GPU_FLAGS[key]);
 }
 
 /** OptionError naming the first CUDA-only option given with --device cpu. */

@@ -56,8 +56,9 @@ worker:
   --gpus G               (all-in-one) spread the workers over G GPUs (CUDA_VISIBLE_DEVICES = shard mod G)
   --tf32                 CUDA: dense products on TF32 tensor cores (about 1e-3 relative error)
   --bf16-gathers         CUDA: the fused top-k (k <= 16) reads its input as bfloat16
-  --int8-topk            CUDA: the fused top-k (k <= 16) reads its input as int8 with a scale per
-                         row (faster; found 98% of the float32 top-5 labels in docs/PERFORMANCE.md)
+  --int8-topk            the top-k (k <= 16) rounds its input to int8 with a scale per row: on
+                         CUDA faster (it found 98% of the float32 top-5 labels in docs/PERFORMANCE.md);
+                         on the CPU the same rounding, to check what it costs in accuracy
 
 gateway:
   --gateways N           gateway processes sharing the HTTP port (node:cluster; /metrics sums them);
