@@ -9,6 +9,7 @@
 //                       [--gateways N] [--connections C] [--load-workers W] [--duration S] [--epochs N]
 //                       [--rate R (an extra run at R offered requests/s; default none)]
 //                       [--max-wait-ms MS] [--max-batch-rows N] [--batches-in-flight N] [--keep DIR] [--cpu-prof DIR]
+//                       [--tf32] [--bf16-gathers] [--int8-topk]   (passed to xmc serve: the workers' backend options)
 //
 // --cpu-prof DIR: the gateway process(es) run under `node --cpu-prof` and
 // write their profiles to DIR when the service stops; the bench prints the
@@ -132,7 +133,7 @@ if (F === 1836 && existsSync(join(dataDir, 'bibtex_test.txt'))) {
 // The service.
 const serveArgs = ['serve', '--run', runDir, '--port', '0', '--device', device, '--max-inputs', '1'];
 for (const o of ['threads', 'gpus', 'gateways', 'max-wait-ms', 'max-batch-rows', 'batches-in-flight']) if (arg(o) !== undefined) serveArgs.push(`--${o}`, arg(o));
-if (flag('in-process')) serveArgs.push('--in-process');
+for (const f of ['in-process', 'tf32', 'bf16-gathers', 'int8-topk']) if (flag(f)) serveArgs.push(`--${f}`);
 const cpuProf = arg('cpu-prof') ? ['--cpu-prof', '--cpu-prof-dir', resolve(arg('cpu-prof'))] : [];
 const child = spawn(process.execPath, [...cpuProf, join(root, 'bin', 'xmc.js'), ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
 let out = '';
