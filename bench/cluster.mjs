@@ -5,15 +5,18 @@
 // the epoch, evaluation excluded; the distributed figure includes the
 // encoder, the stream and the coordinator's barrier at the end of the epoch).
 //
-//   npm run bench:cluster [-- --preset bibtex-small|synth-small-768|A670K-FFI32-64k] [--workers 1,2]
+//   npm run bench:cluster [-- --preset bibtex-small|synth-small-768|A670K-FFI32-64k|A3M-FFI32-131k] [--workers 1,2]
 //                         [--epochs N] [--device cpu|cuda|auto] [--threads T] [--keep DIR]
-//                         [--repeat R] [--stages] [--checkpoint-every N] [--max-ahead N]
+//                         [--repeat R] [--stages] [--checkpoint-every N] [--max-ahead N] [--scale S]
 //
 // Presets:
 //   bibtex-small     ../shared/data/bibtex_{train,test}.txt, dense-ffi, H 512, fan-in 32 (CPU, ~1 min on 2 cores)
 //   synth-small-768  synthetic `small` (20,000 points, 5,000 labels), 768-d float32 rows, batch 256 as on the GPU,
 //                    dense-ffi H 32, fan-in 8: a short CPU step, so the per-batch cost of the stream shows (CPU)
-//   A670K-FFI32-64k  synthetic Amazon-670K (xmc synth amazon670k), dense-ffi, H 65536, fan-in 32 (GPU hosts)
+//   A670K-FFI32-64k  synthetic Amazon-670K (xmc synth amazon670k), dense-ffi, H 65536, fan-in 32, batch 256 (GPU hosts)
+//   A3M-FFI32-131k   synthetic Amazon-3M (xmc synth amazon3m: 1.7 M train points, 2,812,281 labels), dense-ffi,
+//                    H 131072, fan-in 32, batch 128 (GPU hosts)
+//   --scale S        the synthetic presets at S times their points and labels (default 1: the issue's model size)
 //
 // --repeat R runs the pair R times (alternating) and prints the medians.
 // --stages prints where each distributed epoch's time went, from the stage
@@ -51,6 +54,8 @@ const device = arg('device', 'auto');
 const threads = arg('threads');
 const keep = arg('keep');
 const repeat = Number(arg('repeat', '1'));
+const scale = Number(arg('scale', '1'));
+if (!(scale > 0)) { console.error(`bench/cluster: --scale must be a number > 0, got ${arg('scale')}`); process.exit(2); }
 const showStages = process.argv.includes('--stages');
 const checkpointEvery = arg('checkpoint-every');
 const maxAhead = arg('max-ahead');
@@ -75,16 +80,23 @@ async function presetData() {
       options: { setup: 'dense-ffi', intermediate: 32, fanIn: 8, batchSize: 256, seed: 1 },
     };
   }
-  if (presetName === 'A670K-FFI32-64k') {
-    const dataDir = join(work, 'a670k');
+  const gpuPresets = {
+    'A670K-FFI32-64k': { synth: 'amazon670k', options: { setup: 'dense-ffi', intermediate: 65536, fanIn: 32, batchSize: 256, seed: 1 } },
+    'A3M-FFI32-131k': { synth: 'amazon3m', options: { setup: 'dense-ffi', intermediate: 131072, fanIn: 32, batchSize: 128, seed: 1 } },
+  };
+  if (gpuPresets[presetName]) {
+    const { synth, options } = gpuPresets[presetName];
+    const dataDir = join(work, `${synth}-scale-${scale}`);
     if (!existsSync(join(dataDir, 'train.labels.txt'))) {
       const { generateSynthetic } = await import(dist('src', 'synth', 'index.js'));
-      await generateSynthetic({ preset: 'amazon670k', outDir: dataDir, seed: 1, scale: 1, dtype: 'float16', force: true });
+      const t0 = performance.now();
+      await generateSynthetic({ preset: synth, outDir: dataDir, seed: 1, scale, dtype: 'float16', force: true });
+      console.log(`bench/cluster: generated ${synth} (scale ${scale}) in ${((performance.now() - t0) / 1000).toFixed(0)} s -> ${dataDir}`);
     }
     return {
       train: { features: join(dataDir, 'train.features.npy'), labels: join(dataDir, 'train.labels.txt') },
       test: { features: join(dataDir, 'test.features.npy'), labels: join(dataDir, 'test.labels.txt') },
-      options: { setup: 'dense-ffi', intermediate: 65536, fanIn: 32, batchSize: 256, seed: 1 },
+      options,
     };
   }
   console.error(`bench/cluster: unknown preset ${presetName}`);
