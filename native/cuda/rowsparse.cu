@@ -61,8 +61,13 @@ constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kChunk = 128;  // batch rows per pass
 constexpr int kPad = 4;      // keeps float4 rows aligned in shared memory
-constexpr int kSparseRows = 12;
-constexpr int kMaxTopK = 16;  // the fused top-k keeps k keys per thread in registers  // fused backward: at most this many rows with a gradient -> row-by-row path
+// Rows of gradient up to which a label's backward visits rows one by one (scalar loads and atomics, one 32-byte
+// sector each) instead of whole 128-row runs (16 sectors per connection): a build-time knob for A/B runs.
+#ifndef XMC_SPARSE_ROWS
+#define XMC_SPARSE_ROWS 12
+#endif
+constexpr int kSparseRows = XMC_SPARSE_ROWS;
+constexpr int kMaxTopK = 16;  // the fused top-k keeps at most 16 keys per thread in registers
 
 __device__ __forceinline__ int64_t row_begin(const RowSparseDev& r, int64_t l) {
   return r.row_ptr ? static_cast<int64_t>(r.row_ptr[l]) : l * r.fan_in;
