@@ -113,6 +113,22 @@ run('serve - the xmc serve command', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** Starts `xmc serve --run RUN --port 0 --device cpu --threads 1 --timeout-ms 3000 ...extra` as `child` and waits
+   * for its URL; out() / err() are what it printed so far. */
+  async function startServe(extra: string[], env: NodeJS.ProcessEnv = process.env) {
+    const started = spawn(process.execPath, [join(root, 'bin', 'xmc.js'), 'serve', '--run', runDir, '--port', '0', '--device', 'cpu', '--threads', '1', '--timeout-ms', '3000', ...extra],
+      { stdio: ['ignore', 'pipe', 'pipe'], env });
+    child = started;
+    let out = '';
+    let err = '';
+    started.stdout!.on('data', (d) => { out += d; });
+    started.stderr!.on('data', (d) => { err += d; });
+    await until('the service to listen', () => /listening on (http:\S+)/.test(out) || started.exitCode !== null, 60_000);
+    const url = /listening on (http:\S+)/.exec(out)?.[1];
+    expect(url, err).toBeDefined();
+    return { child: started, url: url!, out: () => out, err: () => err };
+  }
+
   it('serve - a distributed run\'s shard checkpoints load as the same shards', async () => {
     const backend = createBackend('cpu', { threads: 1 });
     const { model, config } = await loadRunModel(backend, runDir);
@@ -150,14 +166,8 @@ run('serve - the xmc serve command', () => {
   });
 
   it('serve - all-in-one: answers equal xmc predict; a killed worker is restarted and rejoins', async () => {
-    child = spawn(process.execPath, [join(root, 'bin', 'xmc.js'), 'serve', '--run', runDir, '--port', '0', '--device', 'cpu', '--threads', '1', '--timeout-ms', '3000'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d) => { out += d; });
-    child.stderr!.on('data', (d) => { err += d; });
-    await until('the service to listen', () => /listening on (http:\S+)/.test(out) || child!.exitCode !== null, 60_000);
-    const url = /listening on (http:\S+)/.exec(out)?.[1];
-    expect(url, err).toBeDefined();
+    const service = await startServe([]);
+    const { url } = service;
     const predict = async (rows: number[], extra: object = {}) => {
       const res = await fetch(`${url}/v1/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: rows.map((r) => sparseInput(test, r)), k: 5, ...extra }) });
       return { status: res.status, body: await res.json() as { predictions: Predicted[]; shards?: number[]; message?: string } };
@@ -171,9 +181,9 @@ run('serve - the xmc serve command', () => {
 
     const health = await (await fetch(`${url}/healthz`)).json() as { shards: { shard: number; pid: number }[] };
     const pid = health.shards[1].pid;
-    expect(pid).not.toBe(child.pid);
+    expect(pid).not.toBe(service.child.pid);
     process.kill(pid, 'SIGKILL');
-    await until('shard 1 to be reported missing', () => /shard 1 worker exited/.test(err), 10_000);
+    await until('shard 1 to be reported missing', () => /shard 1 worker exited/.test(service.err()), 10_000);
     const down = await predict([0]);
     expect(down.status).toBe(503);
     expect(down.body.shards).toEqual([1]);
@@ -189,29 +199,22 @@ run('serve - the xmc serve command', () => {
     expect(again.status).toBe(200);
     expect(again.body.predictions.map((p) => p.labels)).toEqual([expected[0].labels, expected[1].labels]);
 
-    const exited = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
-    child.kill('SIGINT');
+    const exited = new Promise<number | null>((r) => service.child.once('exit', (code) => r(code)));
+    service.child.kill('SIGINT');
     expect(await exited).toBe(0);
   });
 
   it('serve - --gateways 2: both processes answer as xmc predict does, each is a NATS service instance, /metrics sums them', async () => {
     const token = 'cluster-t0ken';
-    child = spawn(process.execPath, [join(root, 'bin', 'xmc.js'), 'serve', '--run', runDir, '--port', '0', '--device', 'cpu', '--threads', '1', '--timeout-ms', '3000', '--gateways', '2'],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, XMC_SERVE_TOKEN: token } });
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d) => { out += d; });
-    child.stderr!.on('data', (d) => { err += d; });
-    await until('the service to listen', () => /listening on (http:\S+)/.test(out) || child!.exitCode !== null, 60_000);
-    const url = /listening on (http:\S+)/.exec(out)?.[1];
-    expect(url, err).toBeDefined();
-    expect(out).toMatch(/2 gateway processes/);
+    const service = await startServe(['--gateways', '2'], { ...process.env, XMC_SERVE_TOKEN: token });
+    const { url } = service;
+    expect(service.out()).toMatch(/2 gateway processes/);
     const auth = { authorization: `Bearer ${token}` };
 
     const pids = new Set<number>();
     for (let i = 0; i < 4; i++) pids.add((await fresh(url!, '/healthz')).body.gatewayPid as number);
     expect(pids.size).toBe(2);
-    expect(pids.has(child.pid!)).toBe(false);
+    expect(pids.has(service.child.pid!)).toBe(false);
 
     const n = 16;
     for (let r = 0; r < n; r++) {
@@ -234,7 +237,7 @@ run('serve - the xmc serve command', () => {
       expect(m.body as string).toMatch(new RegExp(`^xmc_serve_request_inputs_count ${n}$`, 'm'));
     }
 
-    const natsUrl = /NATS (nats:\S+)\)/.exec(out)?.[1];
+    const natsUrl = /NATS (nats:\S+)\)/.exec(service.out())?.[1];
     expect(natsUrl).toBeDefined();
     const nc = await connectServe(natsUrl!, 'test-client');
     try {
@@ -247,8 +250,8 @@ run('serve - the xmc serve command', () => {
       await nc.close();
     }
 
-    const exited = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
-    child.kill('SIGINT');
+    const exited = new Promise<number | null>((r) => service.child.once('exit', (code) => r(code)));
+    service.child.kill('SIGINT');
     expect(await exited).toBe(0);
     for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
   });
