@@ -33,11 +33,10 @@ import { AggregatorRegistry } from 'prom-client';
 import { logger, repoRoot } from '../distributed/nats.js';
 import type { Device } from '../train/run.js';
 import { connectServe, type NatsAuth } from './connect.js';
-import { Gateway } from './gateway.js';
+import { Gateway, type GatewayOptions } from './gateway.js';
 import { startHttp, type HttpOptions } from './http.js';
 import { readServedRun } from './load.js';
 import { ServeMetrics } from './metrics.js';
-import type { PredictLimits } from './protocol.js';
 
 const HELLO = 'xmc-serve:hello';
 const CONFIG = 'xmc-serve:config';
@@ -47,15 +46,12 @@ const METRICS_REQUEST = 'xmc-serve:metrics-request';
 const METRICS = 'xmc-serve:metrics';
 const STOP = 'xmc-serve:stop';
 
-/** What a gateway process needs (sent by the primary over IPC). */
-export interface GatewayProcessConfig {
+/** What a gateway process needs (sent by the primary over IPC): the gateway's own options that can travel as
+ * data, and where to find the run, NATS and the HTTP settings. */
+export interface GatewayProcessConfig extends Pick<GatewayOptions, 'model' | 'timeoutMs' | 'limits' | 'labelNames'> {
   runDir: string;
-  model: string;
   natsUrl: string;
   natsAuth: NatsAuth;
-  timeoutMs: number;
-  limits: Omit<PredictLimits, 'inputDim' | 'numLabels'>;
-  labelNames?: readonly string[];
   http: HttpOptions;
 }
 
