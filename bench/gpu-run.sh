@@ -23,11 +23,7 @@ export PATH=/usr/local/cuda/bin:$PATH
 { nvidia-smi; nvcc --version; cmake --version; g++ --version | head -1; python3 -c 'import torch; print("torch", torch.__version__)'; } > "$OUT/env.txt" 2>&1
 note "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
 
-source .gpu/enter.sh >> "$OUT/env.txt" 2>&1 || { note "enter.sh failed"; tail "$OUT/env.txt"; exit 1; }
-mkdir -p /tmp/openblas && tar -xJf .gpu/openblas.tar.xz -C /tmp/openblas
-ln -sf libopenblas.so.0 /tmp/openblas/lib/libopenblas.so
-export LD_LIBRARY_PATH=/tmp/openblas/lib:${LD_LIBRARY_PATH:-}
-export CMAKE_PREFIX_PATH=/tmp/openblas
+source bench/gpu-env.sh || { note "bench/gpu-env.sh failed"; exit 1; }
 
 addon=$PWD/build/Release/xmc_native.node
 t0=$(date +%s)
