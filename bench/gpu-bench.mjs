@@ -32,7 +32,7 @@
 //   node bench/gpu-bench.mjs [--batch 128,32] [--steps 40] [--train-steps 500] [--labels 670091]
 //                            [--hidden 65536] [--fanin 32] [--input 768] [--no-torch] [--no-tf32]
 //                            [--no-unfused] [--bf16] [--int8] [--preset P] [--memory-limit 4GiB] [--topk-batch 1024,4096]
-//                            [--json file]
+//                            [--gradient-rows] [--json file]
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -208,6 +208,37 @@ async function timeTraining(be, st, B, warmup) {
   return { msStep, meanMs: total / cfg.steps, peak: be.memoryStats().peakBytes, loss: last[0], active: await activeShare(st) };
 }
 
+/**
+ * --gradient-rows: how the squared hinge's gradient of the last step is spread over the labels (the rows of
+ * a label with a non-zero gradient decide the fused kernel's path: none, a few rows, or whole 128-row runs).
+ * Scores come from ffiForward on the last step's h and batch ([B, L] on the GPU for this diagnostic only).
+ */
+async function gradientRows(be, st, B) {
+  const { W2, b2, idx } = st.model;
+  const batch = st.batch();
+  const scores = be.tensor('float32', [B, L]);
+  be.ffiForward(st.h, W2.p, idx, b2.p, scores);
+  const s = await scores.read();
+  scores.dispose();
+  const host = batchesHost.get(B)[st.pool.indexOf(batch)];
+  const positive = new Uint8Array(B * L);
+  for (let b = 0; b < B; b++) for (let e = host.ptr[b]; e < host.ptr[b + 1]; e++) positive[b * L + host.ids[e]] = 1;
+  const rows = new Uint16Array(L);
+  let entries = 0;
+  for (let b = 0; b < B; b++)
+    for (let l = 0; l < L; l++) {
+      const v = s[b * L + l];
+      if (positive[b * L + l] ? v < 1 : v > -1) { rows[l]++; entries++; }
+    }
+  const bins = [[0, 0], [1, 4], [5, 12], [13, 32], [33, 64], [65, 128]];
+  const share = bins.map(([a, z]) => {
+    let n = 0;
+    for (let l = 0; l < L; l++) if (rows[l] >= a && rows[l] <= z) n++;
+    return `${a === z ? a : `${a}-${z}`}: ${(100 * n / L).toFixed(1)}%`;
+  });
+  return `gradient rows per label (squared hinge, last step's batch; ${(100 * entries / (B * L)).toFixed(2)}% of [B, L] entries non-zero): ${share.join(', ')}`;
+}
+
 /** Share of the labels whose bias gradient of the last step is non-zero: those that had a loss gradient. */
 async function activeShare(st) {
   const g = await st.model.b2.g.read();
@@ -250,6 +281,7 @@ async function benchBackend(be, label, batches) {
       console.log(`train [${row.variant}] B=${B} ${phase} (labels with a gradient: ${(100 * r.active).toFixed(1)}%): median ${r.msStep.toFixed(3)} ms/step (mean ${r.meanMs.toFixed(3)}), ${row.samplesPerSecond.toFixed(0)} samples/s; ` +
         `rewire ${rewireMs.toFixed(0)} ms -> ${withRewire.toFixed(3)} ms/step amortised over ${cfg.rewireInterval} (${row.samplesPerSecondWithRewire.toFixed(0)} samples/s); ` +
         `peak GPU memory (allocator) ${mib(r.peak)} MiB; loss ${r.loss.toExponential(3)}`);
+      if (fused && args.includes('--gradient-rows')) console.log(`  ${await gradientRows(be, st, B)}`);
     }
     if (!fused) { st.dispose(); disposeModel(model); continue; }
     // per-op profile: each op followed by a sync (each includes about one empty-sync round trip)

@@ -266,8 +266,12 @@ function roundToBf16(x: Float32Array): Float32Array {
 
 describe.skipIf(!HAVE_CUDA)('cuda ops - bf16 gathers', () => {
   const bf16 = HAVE_CUDA ? new CudaBackend({ bf16Gathers: true }) : null;
-  // B % 8 == 0 takes the 16-byte gathers, B % 4 == 0 the 8-byte ones, other B scalar loads
-  for (const [B, I, L, k, shift] of [[128, 4096, 20_000, 32, -2], [136, 3000, 4001, 37, 0], [132, 700, 999, 7, 0], [130, 3000, 4001, 7, 0], [1, 50, 77, 5, 0]]) {
+  // B % 8 == 0 takes the 16-byte gathers and the kernel that caches a label's gathers for its backward (fan-in
+  // up to 32: k = 37 does not use the cache), B % 4 == 0 the 8-byte ones, other B scalar loads. Bias shifts
+  // of -2 and 0 give labels with a few rows of gradient and labels with many; B = 136 and 8 end in a part chunk.
+  const cases = [[128, 4096, 20_000, 32, -2], [136, 3000, 4001, 37, 0], [136, 3000, 4001, 32, -2], [256, 4096, 20_000, 32, 0],
+    [8, 500, 3001, 16, 0], [132, 700, 999, 7, 0], [130, 3000, 4001, 7, 0], [1, 50, 77, 5, 0]];
+  for (const [B, I, L, k, shift] of cases) {
     it(`ffiLossBackward with bf16Gathers equals the CPU backend on inputs already rounded to bf16 (B=${B}, I=${I}, L=${L}, k=${k})`, async () => {
       const r = rng();
       const x = roundToBf16(r.floats(B * I)), W = r.floats(L * k, 0.3), b = r.floats(L).map((v) => v + shift), idx = randomFfiIdx(r, L, k, I);
@@ -392,7 +396,7 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - int8 top-k', () => {
 });
 
 describe.skipIf(!HAVE_CUDA)('cuda ops - Adam', () => {
-  it('adam matches the CPU backend over several steps (aligned and odd sizes)', async () => {
+  it('adam equals the CPU backend bit for bit over several steps (aligned and odd sizes)', async () => {
     const r = rng();
     for (const n of [1, 4099, 100_000]) {
       const p = r.floats(n), m = r.floats(n, 0.01), v = Float32Array.from({ length: n }, () => r.next() * 0.01);
@@ -406,7 +410,7 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - Adam', () => {
         return Promise.all([tp.read(), tm.read(), tv.read()]);
       };
       const [c, g] = await Promise.all([run(cpu), run(cuda())]);
-      ['param', 'm', 'v'].forEach((what, i) => expectNear(g[i], c[i], 1e-6, `${what} (n=${n})`));
+      ['param', 'm', 'v'].forEach((what, i) => expectSame(g[i], c[i], `${what} (n=${n})`));
     }
   });
 });
@@ -414,11 +418,20 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - Adam', () => {
 describe.skipIf(!HAVE_CUDA)('cuda ops - rewiring', () => {
   const moments = (r: Rng, n: number) => Float32Array.from({ length: n }, () => 0.01 + r.next());
 
-  for (const [L, k, I, fraction] of [[57, 7, 40, 0.2], [30, 7, 7, 0.5], [5000, 32, 70_000, 0.1], [10, 3, 4, 1]]) {
-    it(`rewireFfi gives the CPU backend's result exactly, fan-in k with distinct sources (L=${L}, k=${k}, I=${I}, fraction=${fraction})`, async () => {
+  // [L, k, I, fraction, share of exact zeros in W, NaNs in W]. The device path takes fan-ins up to 256 where
+  // no row can use over 3/4 of the inputs (I = 7, k = 7 and k = 257 run on the host); zeros make a threshold
+  // whose ties span many rows and row blocks, so the tie rule (lower flat index first) decides.
+  const cases: [number, number, number, number, number, number][] = [
+    [57, 7, 40, 0.2, 0, 0], [30, 7, 7, 0.5, 0, 0], [5000, 32, 70_000, 0.1, 0, 0], [10, 3, 4, 1, 0, 0],
+    [3000, 64, 5000, 0.25, 0.4, 0], [700, 100, 1000, 0.3, 0.05, 9], [300, 256, 400, 0.1, 0, 0], [40, 257, 2000, 0.1, 0.1, 0],
+  ];
+  for (const [L, k, I, fraction, zeros, nans] of cases) {
+    it(`rewireFfi gives the CPU backend's result exactly, fan-in k with distinct sources (L=${L}, k=${k}, I=${I}, fraction=${fraction}, zeros ${zeros}, NaNs ${nans})`, async () => {
       const r = rng();
       const W0 = r.floats(L * k), idx0 = randomFfiIdx(r, L, k, I), m0 = moments(r, L * k), v0 = moments(r, L * k);
       W0[3] = W0[5]; // a tie
+      for (let e = 0; e < W0.length; e++) if (r.next() < zeros) W0[e] = r.next() < 0.5 ? 0 : -0;
+      for (let i = 0; i < nans; i++) W0[r.int(W0.length)] = NaN;
       const seed = r.int(1e9);
       const run = async (be: Backend) => {
         const W = be.fromArray(W0, [L, k]), idx = be.fromArray(idx0, [L, k]), m = be.fromArray(m0, [L, k]), v = be.fromArray(v0, [L, k]);

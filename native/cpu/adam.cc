@@ -30,11 +30,14 @@ struct AdamCoefficients {
 static void adam_scalar(float* p, const float* g, float* m, float* v, int64_t i, int64_t n, const AdamCoefficients& c) {
   for (; i < n; ++i) {
     const float gi = g[i];
-    const float mi = c.b1 * m[i] + c.one_minus_b1 * gi;
-    const float vi = c.b2 * v[i] + c.one_minus_b2 * gi * gi;
+    // The AVX2 version's operations, fused multiply-adds included (GCC contracts this loop where it is
+    // inlined into adam_avx2, but not elsewhere), so that every element gets the same result whichever path
+    // takes it, and the CUDA backend's (adam.cu spells out the same operations).
+    const float mi = std::fma(c.b1, m[i], c.one_minus_b1 * gi);
+    const float vi = std::fma(c.b2, v[i], (c.one_minus_b2 * gi) * gi);
     m[i] = mi;
     v[i] = vi;
-    p[i] -= c.step_size * mi / (std::sqrt(vi) * c.inv_sqrt_bc2 + c.eps);
+    p[i] -= (c.step_size * mi) / std::fma(std::sqrt(vi), c.inv_sqrt_bc2, c.eps);
   }
 }
 

@@ -14,12 +14,15 @@
 namespace xmc::cuda {
 namespace {
 
+// The CPU backend's operations one for one (native/cpu/adam.cc: its AVX2 version and its scalar loop), each
+// rounded as there (explicit _rn intrinsics: the compiler may not contract or reorder them), so that the
+// results are the same bit for bit. Adam is bound by memory traffic: the arithmetic costs nothing.
 __device__ __forceinline__ void adam_one(float& p, float g, float& m, float& v, const AdamCoefficients& c) {
-  const float mi = c.b1 * m + c.one_minus_b1 * g;
-  const float vi = c.b2 * v + c.one_minus_b2 * g * g;
+  const float mi = __fmaf_rn(c.b1, m, __fmul_rn(c.one_minus_b1, g));
+  const float vi = __fmaf_rn(c.b2, v, __fmul_rn(__fmul_rn(c.one_minus_b2, g), g));
   m = mi;
   v = vi;
-  p -= c.step_size * mi / (sqrtf(vi) * c.inv_sqrt_bc2 + c.eps);
+  p = __fsub_rn(p, __fdiv_rn(__fmul_rn(c.step_size, mi), __fmaf_rn(__fsqrt_rn(vi), c.inv_sqrt_bc2, c.eps)));
 }
 
 __global__ void adam_kernel(const DeviceStatus* st, float* p, const float* g, float* m, float* v, int64_t n,

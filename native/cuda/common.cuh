@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/splitmix.h"
 #include "kernels.h"
 
 namespace xmc::cuda {
@@ -38,13 +39,10 @@ __device__ __forceinline__ double warp_sum(double v) {
   return v;
 }
 
-// splitmix64 finaliser (native/cpu/backend.h mix64): the counter hash of dropout masks.
-__device__ __forceinline__ uint64_t mix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+// splitmix64 (native/common/splitmix.h, host and device): the counter hash of dropout masks and the
+// rewiring streams.
+using common::mix64;
+using common::SplitMix;
 
 // The top-k ranking key of (score, label) (topk.cu explains the order): higher scores first,
 // equal scores by smaller label, NaN as -Infinity, -0 as +0; 0 means "empty".

@@ -181,4 +181,14 @@ size_t topk_finish_scratch_bytes(int64_t B, int64_t k);
 void topk_finish(const Launch& ctx, const unsigned long long* cand, int64_t B, int64_t k, int64_t offset,
                  int32_t* labels, float* scores, void* scratch);
 
+// Rewiring of an FFI layer on the device (rewire.cu): the host core's results, bit for bit.
+// rewire_ffi_on_device(k, I): whether the device path takes this layer (else the host path must).
+bool rewire_ffi_on_device(int64_t k, int64_t I);
+size_t rewire_ffi_scratch_bytes(int64_t L);
+// Records idx[e] >= I as failure rank 1 at position e (for finalize_checks with v0 = idx).
+void check_ffi_sources(const Launch& ctx, const uint32_t* idx, int64_t count, int64_t I);
+// Prunes n >= 1 of W [L, k] and regrows them in idx / W / m / v; scratch: rewire_ffi_scratch_bytes(L).
+void rewire_ffi_device(const Launch& ctx, float* W, uint32_t* idx, float* m, float* v, int64_t L, int64_t k, int64_t I,
+                       uint64_t seed, int64_t n, void* scratch);
+
 }  // namespace xmc::cuda

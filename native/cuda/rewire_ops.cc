@@ -1,8 +1,11 @@
-// Rewiring (prune and regrow) of the sparse output layers, run ON THE HOST
-// over pinned copies, in stream order:
+// Rewiring (prune and regrow) of the sparse output layers, in stream order:
 //
 //   rewireFfi(W[L,k], idx[L,k], m, v, {fraction, inputDim, seed}) -> n
 //   rewireSparse(rowPtr[L+1], col[nnz], W[nnz], m, v, {fraction, inputDim, seed}) -> n
+//
+// rewireFfi runs on the device (rewire.cu) for fan-ins up to 256 when no row
+// can use over 3/4 of the inputs; other FFI layers and every CSR layer run on
+// the host, as described below.
 //
 // The contract and the random streams are the CPU backend's
 // (native/cpu/rewire.cc, docs/BACKEND.md), and so is the implementation: both
@@ -25,7 +28,8 @@
 // (a failure goes into the snapshot) and rewires in place, then everything is
 // copied back, the status block included. This costs two PCIe transfers of
 // the layer and blocks the stream while the host works (rewiring is rare:
-// every few hundred or thousand steps); a device implementation is future work.
+// every few hundred or thousand steps). The device path (rewire.cu) gives the
+// same results bit for bit; the GPU tests compare both with the CPU backend.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -138,6 +142,18 @@ Napi::Value RewireFfi(const Napi::CallbackInfo& info) {
     const int64_t total = L * k;
     if (n == 0) return Napi::Number::New(info.Env(), 0);
     Formatter idx_message = ffi_idx_formatter("rewireFfi", idx.dtype, k, o.input_dim);
+    if (rewire_ffi_on_device(k, o.input_dim)) {
+      const uint32_t serial = call.device().register_check(idx_message);
+      const Launch ctx = call.launch();
+      check_ffi_sources(ctx, idx.data<uint32_t>(), total, o.input_dim);
+      CheckValues values;
+      values.v0_src[0] = idx.data<uint32_t>();
+      finalize_checks(ctx, serial, values);  // a bad source stops the op before anything is rewritten
+      const std::shared_ptr<Buffer> scratch = call.scratch(rewire_ffi_scratch_bytes(L));
+      rewire_ffi_device(ctx, W.data<float>(), idx.data<uint32_t>(), m.data<float>(), v.data<float>(), L, k, o.input_dim,
+                        o.seed, n, scratch->data());
+      return Napi::Number::New(info.Env(), static_cast<double>(n));
+    }
     auto failure = std::make_shared<std::string>();
     const uint32_t serial = call.device().register_check([idx_message, failure](const DeviceStatus& s) {
       return s.code == 15 ? "rewireFfi: " + *failure : idx_message(s);

@@ -68,6 +68,12 @@ constexpr int kPad = 4;      // keeps float4 rows aligned in shared memory
 #endif
 constexpr int kSparseRows = XMC_SPARSE_ROWS;
 constexpr int kMaxTopK = 16;  // the fused top-k keeps at most 16 keys per thread in registers
+// The fused loss kernel's per-warp cache of one label's gathered bfloat16 runs (bf16 gathers, B % 8 == 0,
+// at most kCacheConnections connections): [32 connections][128 rows + 8], a row stride of 272 bytes keeps the
+// 16-byte stores aligned (reads of one row across 32 connections then meet 4-way bank conflicts: few reads).
+constexpr int kCacheConnections = 32;
+constexpr int kCacheStride = kChunk + 8;
+constexpr size_t kCacheBytesPerBlock = sizeof(uint16_t) * kWarps * kCacheConnections * kCacheStride;
 
 __device__ __forceinline__ int64_t row_begin(const RowSparseDev& r, int64_t l) {
   return r.row_ptr ? static_cast<int64_t>(r.row_ptr[l]) : l * r.fan_in;
@@ -127,6 +133,10 @@ constexpr int kGroup = XMC_GATHER_GROUP;
 constexpr int kBackwardGroup = XMC_BACKWARD_GROUP;  // label_backward's group (its loop body holds more registers)
 constexpr bool kBf16Wide = XMC_BF16_WIDE != 0;
 constexpr int kFusedMinBlocks = XMC_FUSED_MIN_BLOCKS;
+#ifndef XMC_LOSS_CACHE
+#define XMC_LOSS_CACHE 1
+#endif
+constexpr bool kUseCache = XMC_LOSS_CACHE != 0;  // the fused loss kernel's gather cache (bf16 gathers)
 static_assert(kGroup >= 1 && 32 % (2 * kGroup) == 0, "XMC_GATHER_GROUP must divide 16");
 static_assert(kBackwardGroup >= 1 && 32 % kBackwardGroup == 0, "XMC_BACKWARD_GROUP must divide 32");
 
@@ -150,9 +160,11 @@ __device__ __forceinline__ void add8_bf16(float a[8], float w, uint4 v) {
   }
 }
 
+// With `cache` (a label of at most 32 connections, the fused loss kernel's shared memory), every gathered
+// run is also stored there, cache[j * kCacheStride + row], for the label's backward to reuse.
 __device__ __forceinline__ void label_scores_bf16_wide(DeviceStatus* st, const RowSparseDev& rows, const uint16_t* xT,
                                                        int B, uint32_t I, int64_t e0, int64_t e1, int c0, int nb,
-                                                       int lane, float acc[4]) {
+                                                       int lane, float acc[4], uint16_t* cache = nullptr) {
   const int half = lane >> 4, hl = lane & 15;
   const int off = hl * 8 < nb ? hl * 8 : 0;  // lanes past the chunk read rows 0..7 and drop them
   float a[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
@@ -174,6 +186,10 @@ __device__ __forceinline__ void label_scores_bf16_wide(DeviceStatus* st, const R
 #pragma unroll
       for (int u = 0; u < kGroup; ++u)
         if (j0 + 2 * u + half < n) add8_bf16(a, wj[u], v[u]);
+      if (cache && hl * 8 < nb)
+#pragma unroll
+        for (int u = 0; u < kGroup; ++u)
+          if (j0 + 2 * u + half < n) *reinterpret_cast<uint4*>(cache + (j0 + 2 * u + half) * kCacheStride + off) = v[u];
     }
   }
 #pragma unroll
@@ -364,6 +380,32 @@ __device__ __forceinline__ void label_backward(DeviceStatus* st, const RowSparse
   }
 }
 
+// label_backward for a label whose gathered runs are in the warp's cache (label_scores_bf16_wide with a
+// cache: n = e1 - e0 <= kCacheConnections, lane rows 4 lane .. 4 lane + 3): the same sums in the same order
+// (so the same results), the runs read from shared memory instead of gathered from hT again.
+__device__ __forceinline__ void label_backward_cached(DeviceStatus* st, const RowSparseDev& rows, const uint16_t* cache,
+                                                      int B, uint32_t I, int64_t e0, int64_t e1, int c0, int nb,
+                                                      int lane, const float gv[4], bool first, float* dXT, float* dW) {
+  const bool lane_has_g = gv[0] != 0.0f || gv[1] != 0.0f || gv[2] != 0.0f || gv[3] != 0.0f;
+  const bool in_chunk = lane * 4 < nb;
+  float w;
+  uint32_t s;
+  load_connection(st, rows, e0 + lane, e1, I, w, s);
+  const int n = (int)(e1 - e0);
+  float mine = 0.0f;
+  for (int j = 0; j < n; ++j) {
+    const float wj = __shfl_sync(kFullMask, w, j);
+    const uint32_t sj = __shfl_sync(kFullMask, s, j);
+    const float4 v = in_chunk ? load4(cache + j * kCacheStride + lane * 4) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float dot = (gv[0] * v.x + gv[1] * v.y) + (gv[2] * v.z + gv[3] * v.w);
+    if (dXT && lane_has_g && in_chunk)
+      scatter_add4(dXT + (int64_t)sj * B + c0 + lane * 4, wj * gv[0], wj * gv[1], wj * gv[2], wj * gv[3]);
+    dot = warp_sum(dot);
+    if (lane == j) mine = dot;
+  }
+  if (lane < n) dW[e0 + lane] = first ? mine : dW[e0 + lane] + mine;
+}
+
 template <bool kVec4>
 __global__ __launch_bounds__(kThreads) void forward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
                                                            const float* xT, int B, uint32_t I, int64_t l0, int64_t l1,
@@ -453,16 +495,24 @@ __device__ __forceinline__ float loss_term(bool bce, float s, bool y, float scal
   return softplus;
 }
 
-template <bool kVec4, class T>
+// kCache (bf16 hT, B % 8 == 0, launched with kCacheBytesPerBlock of dynamic shared memory): a label of at
+// most kCacheConnections connections keeps its forward's gathered runs in the warp's cache and its backward
+// reads them from there (label_backward_cached, and the few-rows path) instead of gathering hT a second time.
+template <bool kVec4, class T, bool kCache = false>
 __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
                                                                  const T* xT, int B, uint32_t I, int64_t L,
                                                                  FusedLossDev loss, float* dXT, float* dW, float* dB) {
   XMC_RETURN_IF_FAILED(st);
+  extern __shared__ __align__(16) uint16_t loss_cache[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t l = (int64_t)blockIdx.x * kWarps + warp;
   double warp_loss = 0.0;
   if (l < L) {
     const int64_t e0 = row_begin(rows, l), e1 = row_end(rows, l);
+    uint16_t* cache = nullptr;
+    if constexpr (kCache) {
+      if (e1 - e0 <= kCacheConnections) cache = loss_cache + warp * kCacheConnections * kCacheStride;
+    }
     const float bl = bias[l];
     const uint32_t bit = 1u << (l % 32);
     const int64_t word = l / 32;
@@ -471,7 +521,14 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kerne
       const bool first = c0 == 0;
       // Forward: this lane's rows of the label's scores.
       float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      label_scores<kVec4, T>(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
+      if constexpr (kCache) {
+        __syncwarp();  // the previous chunk's backward is done with the cache
+        if (cache) label_scores_bf16_wide(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc, cache);
+        else label_scores<kVec4, T>(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
+        __syncwarp();  // the cache's stores are visible to the whole warp
+      } else {
+        label_scores<kVec4, T>(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
+      }
       // Loss and gradient, in registers.
       float gv[4];
       float lane_loss = 0.0f;
@@ -507,7 +564,11 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kerne
           uint32_t s;
           load_connection(st, rows, e + lane, e1, I, w, s);
           const bool mine = e + lane < e1;
+          // The run of connection e + lane: the cached copy (e == e0 then), else hT.
           const T* xs = xT + (int64_t)s * B + c0;
+          if constexpr (kCache) {
+            if (cache) xs = reinterpret_cast<const T*>(cache + lane * kCacheStride);
+          }
           float* dxs = dXT ? dXT + (int64_t)s * B + c0 : nullptr;
           float dot = 0.0f;
 #pragma unroll
@@ -527,6 +588,12 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kerne
         continue;
       }
       // Backward from g: dW (dot products) and the dX scatter, as backward_kernel (zero rows skip their atomics).
+      if constexpr (kCache) {
+        if (cache) {
+          label_backward_cached(st, rows, cache, B, I, e0, e1, c0, nb, lane, gv, first, dXT, dW);
+          continue;
+        }
+      }
       label_backward<kVec4, T>(st, rows, xT, B, I, e0, e1, c0, nb, lane, gv, first, true, dXT, dW);
     }
   }
@@ -701,6 +768,20 @@ int64_t rowsparse_loss_backward_blocks(int64_t L) { return (L + kWarps - 1) / kW
 template <class T>
 static void launch_loss_backward(const Launch& ctx, unsigned blocks, const RowSparseDev& rows, const float* bias, int64_t L,
                                  int64_t I, const T* xT, int64_t B, const FusedLossDev& loss, float* dXT, float* dW, float* dB) {
+  if constexpr (sizeof(T) == 2 && kBf16Wide && kUseCache) {
+    if (B % 8 == 0) {  // bf16 16-byte gathers: the cached kernel
+      static bool attribute_set = false;  // once per process (the attribute belongs to the kernel, every device)
+      if (!attribute_set) {
+        check(cudaFuncSetAttribute(loss_backward_kernel<true, T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)kCacheBytesPerBlock),
+              ctx.op, "cudaFuncSetAttribute(loss_backward_kernel, max dynamic shared memory)");
+        attribute_set = true;
+      }
+      loss_backward_kernel<true, T, true><<<blocks, kThreads, kCacheBytesPerBlock, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
+      check_launch(ctx.op, "rowsparse loss_backward_kernel (cached)");
+      return;
+    }
+  }
   if (B % 4 == 0)
     loss_backward_kernel<true, T><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
   else
