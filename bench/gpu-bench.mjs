@@ -32,7 +32,7 @@
 //   node bench/gpu-bench.mjs [--batch 128,32] [--steps 40] [--train-steps 500] [--labels 670091]
 //                            [--hidden 65536] [--fanin 32] [--input 768] [--no-torch] [--no-tf32]
 //                            [--no-unfused] [--bf16] [--int8] [--preset P] [--memory-limit 4GiB] [--topk-batch 1024,4096]
-//                            [--gradient-rows] [--json file]
+//                            [--gradient-rows] [--only fp32,tf32,bf16,tf32+bf16] [--json file]
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -453,7 +453,10 @@ async function benchDense(be, label, batches) {
 
 const cudaOptions = memoryLimit === undefined ? {} : { memoryLimit };
 if (memoryLimit !== undefined) console.log(`GPU memory limit (allocator): ${mib(memoryLimit)} MiB`);
-const runBackend = presetName === 'dense-670k' ? benchDense : benchBackend;
+const benchVariant = presetName === 'dense-670k' ? benchDense : benchBackend;
+// --only fp32,tf32+bf16: only these variants (for A/B runs of one variant; the torch ratio needs fp32)
+const only = opt('only', null)?.split(',');
+const runBackend = async (be, label, batches) => { if (!only || only.includes(label)) await benchVariant(be, label, batches); };
 await runBackend(createBackend('cuda', cudaOptions), 'fp32', cfg.batches);
 if (!args.includes('--no-tf32')) await runBackend(createBackend('cuda', { ...cudaOptions, tf32: true }), 'tf32', [cfg.batches[0]]);
 if (args.includes('--int8') && presetName !== 'dense-670k') {

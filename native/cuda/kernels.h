@@ -125,11 +125,14 @@ struct FusedLossDev {
   float scale;           // 1 / (B * normaliser)
   double* partial;
 };
-int64_t rowsparse_loss_backward_blocks(int64_t L);
+// Blocks of the fused loss kernel (each writes one partial loss): a few waves of the GPU's multiprocessors,
+// fewer for a small L; each warp then takes labels warp, warp + 8 blocks, ...
+int64_t rowsparse_loss_backward_blocks(int64_t L, int multiprocessors);
 // Scores (forward + bias), loss and gradient per (b, l) in registers, then the backward from that gradient:
 // dB, dW overwritten; dXT [I, B] (may be null) must be zero and receives the scatter. [B, L] is never stored.
 void rowsparse_loss_backward(const Launch& ctx, const RowSparseDev& rows, const float* bias, int64_t L, int64_t I,
-                             GatherInput xT, int64_t B, const FusedLossDev& loss, float* dXT, float* dW, float* dB);
+                             GatherInput xT, int64_t B, const FusedLossDev& loss, int64_t blocks, float* dXT, float* dW,
+                             float* dB);
 // Fused top-k of a row-sparse layer's output, k in [1, kMaxTopK = 16]: scores of label tiles and per-row
 // candidates in one kernel (no [B, chunk] scores), then the top k per row into out [B, k] (keys as in topk.cu,
 // labels local: 0..L-1). cand needs B * rowsparse_topk_candidates(...) keys.

@@ -30,7 +30,8 @@
 // Atomics make dX's rounding order vary between runs (not bitwise
 // deterministic, unlike dW and dB).
 //
-// Fused loss + backward (ffiLossBackward): one warp per label l. Per batch
+// Fused loss + backward (ffiLossBackward): a warp per label at a time (a
+// warp takes labels warp, warp + 8 * blocks, ...: rowsparse_loss_backward_blocks). Per batch
 // chunk of 128 rows the warp computes its label's scores as the forward does
 // (lane = 4 rows), then in registers the loss and its gradient g[b] against
 // y[b, l] (a bit of the batch's label bitmap, [B, ceil(L/32)] words), then
@@ -40,7 +41,9 @@
 // are skipped for every label with no gradient in the chunk; a label with a
 // gradient in at most kSparseRows rows visits only those rows (lane j =
 // connection j: one load of hT and one atomic per row) instead of gathering
-// whole 128-row runs of hT per connection. The [B, L]
+// whole 128-row runs of hT per connection. With bf16 gathers and B % 8 == 0
+// a label of at most 32 connections also keeps its gathered runs in shared
+// memory (8.5 KiB per warp) and its backward reads them there. The [B, L]
 // scores never exist; per-block loss sums go to `partial` (double) and are
 // reduced by loss_reduce in a fixed order.
 //
@@ -137,6 +140,10 @@ constexpr int kFusedMinBlocks = XMC_FUSED_MIN_BLOCKS;
 #define XMC_LOSS_CACHE 1
 #endif
 constexpr bool kUseCache = XMC_LOSS_CACHE != 0;  // the fused loss kernel's gather cache (bf16 gathers)
+#ifndef XMC_CACHED_MIN_BLOCKS
+#define XMC_CACHED_MIN_BLOCKS 1
+#endif
+constexpr int kCachedMinBlocks = XMC_CACHED_MIN_BLOCKS;  // resident blocks asked of the cached loss kernel
 static_assert(kGroup >= 1 && 32 % (2 * kGroup) == 0, "XMC_GATHER_GROUP must divide 16");
 static_assert(kBackwardGroup >= 1 && 32 % kBackwardGroup == 0, "XMC_BACKWARD_GROUP must divide 32");
 
@@ -499,15 +506,17 @@ __device__ __forceinline__ float loss_term(bool bce, float s, bool y, float scal
 // most kCacheConnections connections keeps its forward's gathered runs in the warp's cache and its backward
 // reads them from there (label_backward_cached, and the few-rows path) instead of gathering hT a second time.
 template <bool kVec4, class T, bool kCache = false>
-__global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
+__global__ __launch_bounds__(kThreads, kCache ? kCachedMinBlocks : kFusedMinBlocks) void loss_backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
                                                                  const T* xT, int B, uint32_t I, int64_t L,
                                                                  FusedLossDev loss, float* dXT, float* dW, float* dB) {
   XMC_RETURN_IF_FAILED(st);
   extern __shared__ __align__(16) uint16_t loss_cache[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t l = (int64_t)blockIdx.x * kWarps + warp;
   double warp_loss = 0.0;
-  if (l < L) {
+  // Labels warp, warp + 8 * gridDim.x, ... (a few dozen per warp at L = 670k): a block holds its
+  // multiprocessor slot until its slowest warp is done, and labels' costs vary (no rows of gradient to
+  // all 128), so each warp takes many labels for the sums of their costs to even out.
+  for (int64_t l = (int64_t)blockIdx.x * kWarps + warp; l < L; l += (int64_t)gridDim.x * kWarps) {
     const int64_t e0 = row_begin(rows, l), e1 = row_end(rows, l);
     uint16_t* cache = nullptr;
     if constexpr (kCache) {
@@ -520,6 +529,13 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kerne
       const int nb = max(0, min(kChunk, B - c0));
       const bool first = c0 == 0;
       // Forward: this lane's rows of the label's scores.
+      // The targets' bitmap words first: their loads are in flight while the scores are gathered.
+      uint32_t ywords[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int b = kVec4 ? lane * 4 + r : lane + 32 * r;
+        ywords[r] = b < nb ? loss.bits[(int64_t)(c0 + b) * loss.words + word] : 0u;
+      }
       float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
       if constexpr (kCache) {
         __syncwarp();  // the previous chunk's backward is done with the cache
@@ -537,7 +553,7 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kerne
         const int b = kVec4 ? lane * 4 + r : lane + 32 * r;
         gv[r] = 0.0f;
         if (b < nb) {
-          const bool y = (loss.bits[(int64_t)(c0 + b) * loss.words + word] & bit) != 0;
+          const bool y = (ywords[r] & bit) != 0;
           lane_loss += loss_term(loss.bce, acc[r] + bl, y, loss.scale, &gv[r]);
         }
       }
@@ -763,7 +779,15 @@ void rowsparse_backward(const Launch& ctx, const RowSparseDev& rows, int64_t L, 
   check_launch(ctx.op, "rowsparse backward_kernel");
 }
 
-int64_t rowsparse_loss_backward_blocks(int64_t L) { return (L + kWarps - 1) / kWarps; }
+// Blocks per multiprocessor of the fused loss kernel's grid (XMC_LOSS_BLOCKS_PER_SM, a build knob for A/B
+// runs): 8 is four full waves at its occupancy of 2 blocks per multiprocessor.
+#ifndef XMC_LOSS_BLOCKS_PER_SM
+#define XMC_LOSS_BLOCKS_PER_SM 8
+#endif
+int64_t rowsparse_loss_backward_blocks(int64_t L, int multiprocessors) {
+  const int64_t cap = (int64_t)std::max(1, multiprocessors) * XMC_LOSS_BLOCKS_PER_SM;
+  return std::max<int64_t>(1, std::min<int64_t>((L + kWarps - 1) / kWarps, cap));
+}
 
 template <class T>
 static void launch_loss_backward(const Launch& ctx, unsigned blocks, const RowSparseDev& rows, const float* bias, int64_t L,
@@ -790,11 +814,11 @@ static void launch_loss_backward(const Launch& ctx, unsigned blocks, const RowSp
 }
 
 void rowsparse_loss_backward(const Launch& ctx, const RowSparseDev& rows, const float* bias, int64_t L, int64_t I,
-                             GatherInput xT, int64_t B, const FusedLossDev& loss, float* dXT, float* dW, float* dB) {
+                             GatherInput xT, int64_t B, const FusedLossDev& loss, int64_t blocks, float* dXT, float* dW,
+                             float* dB) {
   if (L <= 0) return;
   check_dims(ctx, B, I);
-  const int64_t blocks = rowsparse_loss_backward_blocks(L);
-  if (blocks > 2147483647) throw CudaFailure(std::string(ctx.op) + ": too many labels");
+  if (blocks < 1 || blocks > 2147483647) throw CudaFailure(std::string(ctx.op) + ": bad block count of the fused loss");
   if (xT.bf16)
     launch_loss_backward(ctx, (unsigned)blocks, rows, bias, L, I, static_cast<const uint16_t*>(xT.data), B, loss, dXT, dW, dB);
   else

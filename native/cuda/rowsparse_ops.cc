@@ -200,7 +200,7 @@ Napi::Value FfiLossBackward(const Napi::CallbackInfo& info) {
     check_label_ptr(ctx, labelPtr.data<uint32_t>(), B, nids);
     finalize_checks(ctx, serial, values);  // a bad labelPtr stops the op before the bitmap reads it
 
-    const int64_t words = (L + 31) / 32, blocks = rowsparse_loss_backward_blocks(L);
+    const int64_t words = (L + 31) / 32, blocks = rowsparse_loss_backward_blocks(L, call.device().multiprocessors());
     std::shared_ptr<Buffer> bits = call.scratch(sizeof(uint32_t) * std::max<int64_t>(1, B * words));
     std::shared_ptr<Buffer> partial = call.scratch(sizeof(double) * std::max<int64_t>(1, blocks));
     fill_u32(ctx, static_cast<uint32_t*>(bits->data()), B * words, 0);
@@ -213,7 +213,7 @@ Napi::Value FfiLossBackward(const Napi::CallbackInfo& info) {
     GatherScratch xT = gather_input(call, x, B, I);
     ScatterTarget dXT = scatter_target(call, dX, B, I);
     const RowSparseDev rows{nullptr, k, idx.data<uint32_t>(), W.data<float>(), 4};
-    rowsparse_loss_backward(ctx, rows, b.data<float>(), L, I, xT.input, B, fused, dXT.data, dW.data<float>(), dB.data<float>());
+    rowsparse_loss_backward(ctx, rows, b.data<float>(), L, I, xT.input, B, fused, blocks, dXT.data, dW.data<float>(), dB.data<float>());
     finalize_checks(ctx, serial, values);
     if (L > 0) loss_reduce(ctx, fused.partial, blocks, inv, loss.data<float>());
     else fill_u32(ctx, loss.data<uint32_t>(), 1, 0);
