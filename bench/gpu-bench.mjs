@@ -4,11 +4,12 @@
 // Model A670K-FFI32-64k: 768 inputs -> dense 65,536 + ReLU -> FFI layer with
 // fan-in 32 -> 670,091 labels (Amazon-670K's label count), squared-hinge
 // loss, Adam on all four parameters. One training step = a new batch written
-// (features; label lists cycle through a pool), denseForward, reluForward,
-// ffiLossBackward (the FFI layer's forward, loss and backward fused, as the
-// trainer runs it; loss read back), reluBackward, denseBackward, adam x4.
-// The 'unfused' variant times ffiForward, lossForward and ffiBackward in its
-// place (the [B, L] scores stored), in the same run. Steps are pipelined as a
+// (features; label lists cycle through a pool), denseForward,
+// ffiLossBackward (the intermediate ReLU, the FFI layer's forward, loss and
+// backward and the ReLU's backward fused, as the trainer runs it; loss read
+// back), denseBackward, adam x4. The 'unfused' variant times reluForward,
+// ffiForward, lossForward, ffiBackward and reluBackward in its place (the
+// [B, L] scores stored), in the same run. Steps are pipelined as a
 // trainer would run them (the loss of step t is awaited after step t+1 is
 // enqueued). Each variant is timed twice: after a 5-step warm-up and again
 // after --train-steps further steps (default 500), because the fused kernel
@@ -157,15 +158,17 @@ function stepper(be, model, B, fused) {
   const ops = {
     write: (batch) => x.write(batch.x),
     denseForward: () => be.denseForward(x, W1.p, b1.p, h),
-    reluForward: () => be.reluForward(h, h),
+    // fused: as the trainer does it, the ReLU and its backward inside ffiLossBackward (inputRelu; h stays the
+    // ReLU's input); unfused: the separate ops
     ...(fused ? {
-      ffiLossBackward: (batch) => be.ffiLossBackward(h, W2.p, idx, b2.p, batch.ptr, batch.ids, dH, W2.g, b2.g, { out: lossT }),
+      ffiLossBackward: (batch) => be.ffiLossBackward(h, W2.p, idx, b2.p, batch.ptr, batch.ids, dH, W2.g, b2.g, { out: lossT, inputRelu: true }),
     } : {
+      reluForward: () => be.reluForward(h, h),
       ffiForward: () => be.ffiForward(h, W2.p, idx, b2.p, scores),
       lossForward: (batch) => be.lossForward(scores, batch.ptr, batch.ids, scores, { out: lossT }),
       ffiBackward: () => be.ffiBackward(h, W2.p, idx, scores, dH, W2.g, b2.g),
+      reluBackward: () => be.reluBackward(h, dH, dH),
     }),
-    reluBackward: () => be.reluBackward(h, dH, dH),
     denseBackward: () => be.denseBackward(x, W1.p, dH, null, W1.g, b1.g),
     adam: () => {
       for (const q of [W1, b1, W2, b2]) be.adam(q.p, q.g, q.m, q.v, { lr: 1e-3, step: t });
@@ -216,8 +219,10 @@ async function timeTraining(be, st, B, warmup) {
 async function gradientRows(be, st, B) {
   const { W2, b2, idx } = st.model;
   const batch = st.batch();
-  const scores = be.tensor('float32', [B, L]);
-  be.ffiForward(st.h, W2.p, idx, b2.p, scores);
+  const scores = be.tensor('float32', [B, L]), h = be.tensor('float32', [B, H]);
+  be.reluForward(st.h, h); // the fused step leaves h as the ReLU's input
+  be.ffiForward(h, W2.p, idx, b2.p, scores);
+  h.dispose();
   const s = await scores.read();
   scores.dispose();
   const host = batchesHost.get(B)[st.pool.indexOf(batch)];

@@ -233,6 +233,31 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - fused FFI layer and loss', () => {
     });
   }
 
+  // inputRelu: the ReLU applied on the way into the kernels and its mask on dX's way out (B = 1: no transposes)
+  for (const [B, I, L, k] of [[1, 300, 500, 9], [130, 3000, 4001, 32], [128, 4096, 5000, 32]]) {
+    it(`ffiLossBackward with inputRelu matches the CPU backend (B=${B}, I=${I}, L=${L}, k=${k}, float32 and bf16 gathers)`, async () => {
+      const r = rng();
+      const x = roundToBf16(r.floats(B * I)), W = r.floats(L * k, 0.3), b = r.floats(L).map((v) => v - 1), idx = randomFfiIdx(r, L, k, I);
+      for (let i = 0; i < x.length; i += 41) x[i] = 0;
+      const { ptr, ids } = labelCsr(randomLabels(r, B, L));
+      const run = async (be: Backend) => {
+        const dX = poisoned(be, [B, I]), dW = poisoned(be, [L, k]), dB = poisoned(be, [L]), loss = poisoned(be, [1]);
+        be.ffiLossBackward(be.fromArray(x, [B, I]), be.fromArray(W, [L, k]), be.fromArray(idx, [L, k]), be.fromArray(b), be.fromArray(ptr), be.fromArray(ids),
+          dX, dW, dB, { out: loss, inputRelu: true });
+        return Promise.all([loss.read(), dX.read(), dW.read(), dB.read()]);
+      };
+      const c = await run(cpu);
+      for (const g of [await run(cuda()), await run(new CudaBackend({ bf16Gathers: true }))]) {
+        expect(Math.abs(g[0][0] - c[0][0]) / Math.abs(c[0][0]), `loss, seed ${SEED}`).toBeLessThan(1e-5);
+        ['dX', 'dW', 'dB'].forEach((what, i) => expectNear(g[i + 1], c[i + 1], TOL, what));
+        const dx = g[1];
+        let leaks = 0;
+        for (let i = 0; i < x.length; i++) if (!(x[i] > 0) && dx[i] !== 0) leaks++;
+        expect(leaks, 'dX non-zero where x <= 0').toBe(0);
+      }
+    });
+  }
+
   it('ffiLossBackward reports a bad labelPtr and a bad source like the CPU backend', async () => {
     const B = 2, I = 6, L = 8, k = 2;
     const r = rng();

@@ -59,6 +59,37 @@ describe('ops - ffiLossBackward (fused FFI layer and loss)', () => {
     });
   }
 
+  for (const B of [1, 7, 130]) {
+    it(`inputRelu equals reluForward + ffiLossBackward + reluBackward bit for bit (B=${B}, zeros, -0 and NaN in x)`, async () => {
+      const r = rng();
+      const I = 300, L = 500, k = 9;
+      const x = r.floats(B * I), W = r.floats(L * k), bias = r.floats(L, 0.5), idx = randomFfiIdx(r, L, k, I);
+      for (let i = 0; i < x.length; i += 37) x[i] = i % 2 ? 0 : -0;
+      x[5] = Number.NaN;
+      const { ptr, ids } = labelCsr(randomLabels(r, B, L));
+      const tx = be.fromArray(x, [B, I]), tW = be.fromArray(W, [L, k]), tIdx = be.fromArray(idx, [L, k]), tb = be.fromArray(bias);
+      const tp = be.fromArray(ptr), ti = be.fromArray(ids);
+      // separate ops
+      const h = be.tensor('float32', [B, I]), dH = be.tensor('float32', [B, I]), sW = be.tensor('float32', [L, k]), sB = be.tensor('float32', [L]);
+      be.reluForward(tx, h);
+      const sLoss = be.ffiLossBackward(h, tW, tIdx, tb, tp, ti, dH, sW, sB);
+      be.reluBackward(h, dH, dH);
+      // one op
+      const dX = be.tensor('float32', [B, I]), fW = be.tensor('float32', [L, k]), fB = be.tensor('float32', [L]);
+      for (const t of [dX, fW, fB]) be.fill(t, Number.NaN);
+      const fLoss = be.ffiLossBackward(tx, tW, tIdx, tb, tp, ti, dX, fW, fB, { inputRelu: true });
+      const [sl, sx, sw, sb, fl, fx, fw, fb] = await Promise.all([sLoss, dH, sW, sB, fLoss, dX, fW, fB].map((t) => t.read()));
+      for (const [got, want, what] of [[fl, sl, 'loss'], [fx, sx, 'dX'], [fw, sw, 'dW'], [fb, sb, 'dB']] as const) {
+        let first = -1;
+        for (let i = 0; i < want.length && first < 0; i++) if (!Object.is(got[i], want[i])) first = i;
+        expect(first, `${what}: first difference at ${first} (${got[first]} vs ${want[first]}), seed ${SEED}`).toBe(-1);
+      }
+      // x untouched: the ReLU is applied to a copy
+      expect(Object.is((await tx.read())[5], Number.NaN)).toBe(true);
+      expect(Math.min(...Array.from(await tx.read()).filter((v) => !Number.isNaN(v)))).toBeLessThan(0);
+    });
+  }
+
   it('a batch without rows writes zero gradients and a zero loss', async () => {
     const L = 10, k = 3, I = 5;
     const dW = be.tensor('float32', [L, k]), dB = be.tensor('float32', [L]);
@@ -89,5 +120,6 @@ describe('ops - ffiLossBackward (fused FFI layer and loss)', () => {
     expect(() => be.ffiLossBackward(a.x, a.W, a.idx, a.b, ptr, ids, null, a.W, a.dB)).toThrow('ffiLossBackward: arguments dW and W must be different tensors (no aliasing here)');
     expect(() => be.ffiLossBackward(a.x, a.W, a.idx, a.b, be.fromArray(new Uint32Array([0, 1])), ids, null, a.dW, a.dB)).toThrow('ffiLossBackward: argument labelPtr must have shape [B + 1] = [3], got [2]');
     expect(() => be.ffiLossBackward(a.x, a.W, a.idx, a.b, ptr, ids, null, a.dW, a.dB, { kind: 'hinge' as LossKind })).toThrow(/ffiLossBackward: .*kind/);
+    expect(() => be.ffiLossBackward(a.x, a.W, a.idx, a.b, ptr, ids, null, a.dW, a.dB, { inputRelu: 1 as unknown as boolean })).toThrow('ffiLossBackward: option inputRelu must be a boolean, got 1');
   });
 });

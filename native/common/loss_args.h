@@ -88,9 +88,12 @@ LossShape loss_forward_arguments(const OpArgs& call, const Tensor& scores, const
 
 // ffiLossBackward(x [B, I], W [L, k], idx [L, k], b [L], labelPtr [B + 1], labelIds [nnz],
 //                 dX [B, I] | null, dW [L, k], dB [L], loss [1], options)
+// Option inputRelu: x is a ReLU's input; the layer reads max(x, 0) (NaN stays NaN) and dX is the gradient
+// with respect to x (zero where x <= 0), as reluForward, the op and reluBackward would give.
 struct FfiLossShape {
   int64_t B = 0, I = 0, L = 0, k = 0;
   LossOptions loss;
+  bool input_relu = false;
 };
 
 template <class Tensor>
@@ -123,6 +126,7 @@ FfiLossShape ffi_loss_backward_arguments(const OpArgs& call, const Tensor& x, co
       call.expect_distinct(*outputs[o].first, outputs[o].second, *outputs[p].first, outputs[p].second);
   }
   s.loss = loss_options(call, opts, s.L);
+  s.input_relu = call.bool_option(opts, "inputRelu", false);
   return s;
 }
 

@@ -108,6 +108,13 @@ double OpArgs::option(const Napi::Object& opts, const char* key, std::optional<d
   return x;
 }
 
+bool OpArgs::bool_option(const Napi::Object& opts, const char* key, bool fallback) const {
+  Napi::Value v = opts.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsBoolean()) type_error(std::string("option ") + key + " must be a boolean, got " + v.ToString().Utf8Value());
+  return v.As<Napi::Boolean>().Value();
+}
+
 std::string OpArgs::string_option(const Napi::Object& opts, const char* key, const std::string& fallback,
                                   const std::vector<std::string>& choices) const {
   Napi::Value v = opts.Get(key);

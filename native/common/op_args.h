@@ -39,6 +39,7 @@ class OpArgs {
                 bool integer) const;
   std::string string_option(const Napi::Object& opts, const char* key, const std::string& fallback,
                             const std::vector<std::string>& choices) const;
+  bool bool_option(const Napi::Object& opts, const char* key, bool fallback) const;
 
   [[noreturn]] void type_error(const std::string& what) const;
   [[noreturn]] void range_error(const std::string& what) const;

@@ -13,6 +13,10 @@
 //     backward from its gradient, in one pass per tile of labels: the [B, L]
 //     scores are never stored. Same dW, dB, dX as ffiForward + lossForward +
 //     ffiBackward, bit for bit; the loss value is summed in another order.
+//     Option inputRelu: x is a ReLU's input (the trainer's intermediate layer
+//     before its activation): the op reads max(x, 0) and masks dX where
+//     x <= 0, the results of reluForward, this op and reluBackward without
+//     their two passes over [B, I].
 //
 // Layout: W, idx row-major [L, k] (row l's connections contiguous); idx is
 // uint32 (int32 accepted; values must be < I, checked when the op runs).
@@ -93,13 +97,31 @@ Napi::Value FfiLossBackward(const Napi::CallbackInfo& info) {
     const LabelPositives positives =
         LabelPositives::build(lp, labelIds.data<uint32_t>(), sh.B, sh.loss.label_offset, sh.L);
     const double inv = sh.B > 0 ? 1.0 / (static_cast<double>(sh.B) * sh.loss.normaliser) : 0.0;
-    TransposedInput xT(*pool, alloc, x.data<float>(), sh.B, sh.I);
+    // inputRelu: the layer reads max(x, 0) (reluForward's rule) from a scratch copy.
+    std::optional<Scratch> relu;
+    const float* input = x.data<float>();
+    if (sh.input_relu) {
+      relu.emplace(alloc, sizeof(float) * std::max<int64_t>(1, x.size));
+      float* r = relu->as<float>();
+      pool->parallel_for(x.size, 1 << 15, [&](int64_t i0, int64_t i1, int) {
+        for (int64_t i = i0; i < i1; ++i) r[i] = input[i] < 0.0f ? 0.0f : input[i];
+      });
+      input = r;
+    }
+    TransposedInput xT(*pool, alloc, input, sh.B, sh.I);
     RowSparse rows{nullptr, sh.k, idx.data<uint32_t>(), W.data<float>()};
     const double total = rowsparse_loss_backward(
         *pool, alloc, rows, b.data<float>(), sh.L, sh.I, xT.data(), sh.B, positives,
         sh.loss.bce ? LossKind::Bce : LossKind::SquaredHinge, static_cast<float>(inv),
         dX ? dX->data<float>() : nullptr, dW.data<float>(), dB.data<float>());
     loss.data<float>()[0] = static_cast<float>(total * inv);
+    if (sh.input_relu && dX) {  // reluBackward's rule: the gradient passes where max(x, 0) > 0, i.e. x > 0
+      const float* a = x.data<float>();
+      float* d = dX->data<float>();
+      pool->parallel_for(x.size, 1 << 15, [&](int64_t i0, int64_t i1, int) {
+        for (int64_t i = i0; i < i1; ++i) d[i] = a[i] > 0.0f ? d[i] : 0.0f;
+      });
+    }
   });
   return info.Env().Undefined();
 }

@@ -274,12 +274,12 @@ Formatter ffi_idx_formatter(const char* op, DType dtype, int64_t k, int64_t I);
 // Formatter of a CSR op: ranks 1-3 rowPtr, 4 col.
 Formatter csr_formatter(const char* op, DType row_ptr_dtype, DType col_dtype, int64_t L, int64_t nnz, int64_t I);
 CheckValues csr_check_values(const Tensor& rowPtr, const Tensor& col);
-// xT [I, B] of x [B, I] in scratch (x itself when B == 1).
+// xT [I, B] of x [B, I] in scratch (x itself when B == 1); relu: of max(x, 0) (always a scratch copy).
 struct TransposedInput {
   std::shared_ptr<Buffer> scratch;
   const float* data;
 };
-TransposedInput transposed_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I);
+TransposedInput transposed_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I, bool relu = false);
 // The input of a fused row-sparse kernel: xT [I, B] as float32, or as bfloat16 where the device's
 // bf16Gathers option is on (rowsparse_ops.cc).
 struct GatherScratch {
@@ -287,7 +287,7 @@ struct GatherScratch {
   std::shared_ptr<Buffer> scale;  // int8: the row scales
   GatherInput input;
 };
-GatherScratch gather_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I);
+GatherScratch gather_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I, bool relu = false);
 // The fused top-k's input: int8 bytes and row scales where the device's int8TopK option is on, else gather_input.
 GatherScratch topk_gather_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I);
 

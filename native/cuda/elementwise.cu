@@ -7,7 +7,8 @@
 //   dropout(x, out, p, seed)        out = keep ? x / (1 - p) : 0 with
 //                                   keep[i] = (mix64(seed + i * 0x9E3779B97F4A7C15) >> 40) * 2^-24 >= p,
 //                                   i the flat index: the CPU backend's mask, bit for bit
-//   transpose(x [rows, cols]) -> xT [cols, rows]   (32 x 32 tiles through shared memory)
+//   transpose(x [rows, cols]) -> xT [cols, rows]   (32 x 32 tiles through shared memory); optionally
+//                                                  with the ReLU on the way in, or a ReLU mask on the way out
 //   transpose_bf16: the same, stored as bfloat16 (round to nearest even)
 //   int8_row_scales(x [B, I]) -> scale [B]: s_b = max_i |x[b, i]| / 127 (0 for a zero row,
 //                                   NaN when the row holds a NaN or an infinity)
@@ -69,20 +70,26 @@ __device__ __forceinline__ void store_as(uint16_t* p, float v) {
   *p = (v != v) ? static_cast<uint16_t>((u >> 16) | 0x40u) : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
-template <class T>
-__global__ void transpose_kernel(const DeviceStatus* st, const float* x, int64_t rows, int64_t cols, T* xT) {
+// kRelu: max(x, 0) is stored (relu_forward_kernel's rule); mask (xT's layout): 0 where mask <= 0 (relu_backward's).
+template <class T, bool kRelu>
+__global__ void transpose_kernel(const DeviceStatus* st, const float* x, int64_t rows, int64_t cols, T* xT,
+                                 const float* mask) {
   XMC_RETURN_IF_FAILED(st);
   __shared__ float tile[32][33];
   const int64_t c0 = (int64_t)blockIdx.x * 32;
   for (int64_t r0 = (int64_t)blockIdx.y * 32; r0 < rows; r0 += (int64_t)gridDim.y * 32) {
     for (int j = threadIdx.y; j < 32; j += 8) {
       const int64_t r = r0 + j, c = c0 + threadIdx.x;
-      if (r < rows && c < cols) tile[j][threadIdx.x] = x[r * cols + c];
+      if (r < rows && c < cols) {
+        const float a = x[r * cols + c];
+        tile[j][threadIdx.x] = kRelu && a < 0.0f ? 0.0f : a;
+      }
     }
     __syncthreads();
     for (int j = threadIdx.y; j < 32; j += 8) {
       const int64_t c = c0 + j, r = r0 + threadIdx.x;
-      if (r < rows && c < cols) store_as(xT + c * rows + r, tile[threadIdx.x][j]);
+      if (r < rows && c < cols)
+        store_as(xT + c * rows + r, mask && !(mask[c * rows + r] > 0.0f) ? 0.0f : tile[threadIdx.x][j]);
     }
     __syncthreads();
   }
@@ -190,20 +197,23 @@ void dropout(const Launch& ctx, const float* x, float* out, int64_t n, float p, 
 }
 
 template <class T>
-static void transpose_to(const Launch& ctx, const float* x, int64_t rows, int64_t cols, T* xT) {
+static void transpose_to(const Launch& ctx, const float* x, int64_t rows, int64_t cols, T* xT, bool relu,
+                         const float* mask) {
   if (rows <= 0 || cols <= 0) return;
   const int64_t gx = (cols + 31) / 32, gy = (rows + 31) / 32;
   if (gx > 2147483647) throw CudaFailure(std::string(ctx.op) + ": transpose: too many columns");
-  transpose_kernel<T><<<dim3((unsigned)gx, (unsigned)(gy < 65535 ? gy : 65535)), dim3(32, 8), 0, ctx.stream>>>(ctx.status, x, rows, cols, xT);
+  const dim3 grid((unsigned)gx, (unsigned)(gy < 65535 ? gy : 65535)), block(32, 8);
+  if (relu) transpose_kernel<T, true><<<grid, block, 0, ctx.stream>>>(ctx.status, x, rows, cols, xT, mask);
+  else transpose_kernel<T, false><<<grid, block, 0, ctx.stream>>>(ctx.status, x, rows, cols, xT, mask);
   check_launch(ctx.op, "transpose_kernel");
 }
 
-void transpose(const Launch& ctx, const float* x, int64_t rows, int64_t cols, float* xT) {
-  transpose_to(ctx, x, rows, cols, xT);
+void transpose(const Launch& ctx, const float* x, int64_t rows, int64_t cols, float* xT, bool relu, const float* mask) {
+  transpose_to(ctx, x, rows, cols, xT, relu, mask);
 }
 
-void transpose_bf16(const Launch& ctx, const float* x, int64_t rows, int64_t cols, uint16_t* xT) {
-  transpose_to(ctx, x, rows, cols, xT);
+void transpose_bf16(const Launch& ctx, const float* x, int64_t rows, int64_t cols, uint16_t* xT, bool relu) {
+  transpose_to(ctx, x, rows, cols, xT, relu, nullptr);
 }
 
 }  // namespace xmc::cuda

@@ -74,10 +74,12 @@ void copy_u32(const Launch& ctx, const uint32_t* src, uint32_t* dst, int64_t n);
 void relu_forward(const Launch& ctx, const float* x, float* out, int64_t n);
 void relu_backward(const Launch& ctx, const float* out, const float* dOut, float* dX, int64_t n);
 void dropout(const Launch& ctx, const float* x, float* out, int64_t n, float p, uint64_t seed);
-// x [rows, cols] -> xT [cols, rows]
-void transpose(const Launch& ctx, const float* x, int64_t rows, int64_t cols, float* xT);
+// x [rows, cols] -> xT [cols, rows]; with relu, max(x, 0) (relu_forward's rule); with mask [cols, rows]
+// (xT's layout), xT = mask > 0 ? x^T : 0 (relu_backward's rule).
+void transpose(const Launch& ctx, const float* x, int64_t rows, int64_t cols, float* xT, bool relu = false,
+               const float* mask = nullptr);
 // The same, stored as bfloat16 bits (the upper half of the float32, rounded to nearest even).
-void transpose_bf16(const Launch& ctx, const float* x, int64_t rows, int64_t cols, uint16_t* xT);
+void transpose_bf16(const Launch& ctx, const float* x, int64_t rows, int64_t cols, uint16_t* xT, bool relu = false);
 // int8 inputs of the fused top-k (the int8TopK option): per-row scales s_b = max |x[b, :]| / 127, then
 // xT [cols, ld] bytes = rint(x / s_b) + 128 (offset binary), padding columns 128.
 void int8_row_scales(const Launch& ctx, const float* x, int64_t rows, int64_t cols, float* scale);

@@ -69,18 +69,19 @@ CheckValues csr_check_values(const Tensor& rowPtr, const Tensor& col) {
   return v;
 }
 
-TransposedInput transposed_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I) {
-  if (B <= 1) return {nullptr, x.data<float>()};
+TransposedInput transposed_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I, bool relu) {
+  if (B <= 1 && !relu) return {nullptr, x.data<float>()};
   TransposedInput t;
-  t.scratch = call.scratch(sizeof(float) * B * I);
-  transpose(call.launch(), x.data<float>(), B, I, static_cast<float*>(t.scratch->data()));
+  t.scratch = call.scratch(sizeof(float) * std::max<int64_t>(1, B * I));
+  if (B <= 1) relu_forward(call.launch(), x.data<float>(), static_cast<float*>(t.scratch->data()), B * I);
+  else transpose(call.launch(), x.data<float>(), B, I, static_cast<float*>(t.scratch->data()), relu);
   t.data = static_cast<const float*>(t.scratch->data());
   return t;
 }
 
-GatherScratch gather_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I) {
+GatherScratch gather_input(const OpCall& call, const Tensor& x, int64_t B, int64_t I, bool relu) {
   if (!call.device().bf16_gathers()) {
-    TransposedInput t = transposed_input(call, x, B, I);
+    TransposedInput t = transposed_input(call, x, B, I, relu);
     GatherScratch g;
     g.scratch = t.scratch;
     g.input = {t.data, false};
@@ -88,7 +89,7 @@ GatherScratch gather_input(const OpCall& call, const Tensor& x, int64_t B, int64
   }
   GatherScratch g;
   g.scratch = call.scratch(sizeof(uint16_t) * std::max<int64_t>(1, B * I));
-  transpose_bf16(call.launch(), x.data<float>(), B, I, static_cast<uint16_t*>(g.scratch->data()));
+  transpose_bf16(call.launch(), x.data<float>(), B, I, static_cast<uint16_t*>(g.scratch->data()), relu);
   g.input = {g.scratch->data(), true};
   return g;
 }
@@ -109,12 +110,15 @@ GatherScratch topk_gather_input(const OpCall& call, const Tensor& x, int64_t B, 
 namespace {
 
 // Where the row-sparse backward kernels scatter dX: a zeroed dXT [I, B] scratch, transposed into
-// dX by finish(); with B = 1 dX itself (the same layout). data is null without dX.
+// dX by finish(); with B = 1 dX itself (the same layout). data is null without dX. relu_mask [B, I]:
+// dX = 0 where relu_mask <= 0 (the inputRelu option: the mask is the ReLU's input).
 struct ScatterTarget {
   std::shared_ptr<Buffer> scratch;
   float* data = nullptr;
-  void finish(const Launch& ctx, const std::optional<Tensor>& dX, int64_t B, int64_t I) const {
-    if (scratch) transpose(ctx, data, I, B, dX->data<float>());
+  void finish(const Launch& ctx, const std::optional<Tensor>& dX, int64_t B, int64_t I,
+              const float* relu_mask = nullptr) const {
+    if (scratch) transpose(ctx, data, I, B, dX->data<float>(), false, relu_mask);
+    else if (data && relu_mask) relu_backward(ctx, relu_mask, data, data, B * I);
   }
 };
 
@@ -210,14 +214,14 @@ Napi::Value FfiLossBackward(const Napi::CallbackInfo& info) {
     const FusedLossDev fused{static_cast<const uint32_t*>(bits->data()), words, sh.loss.bce, static_cast<float>(inv),
                              static_cast<double*>(partial->data())};
 
-    GatherScratch xT = gather_input(call, x, B, I);
+    GatherScratch xT = gather_input(call, x, B, I, sh.input_relu);
     ScatterTarget dXT = scatter_target(call, dX, B, I);
     const RowSparseDev rows{nullptr, k, idx.data<uint32_t>(), W.data<float>(), 4};
     rowsparse_loss_backward(ctx, rows, b.data<float>(), L, I, xT.input, B, fused, blocks, dXT.data, dW.data<float>(), dB.data<float>());
     finalize_checks(ctx, serial, values);
     if (L > 0) loss_reduce(ctx, fused.partial, blocks, inv, loss.data<float>());
     else fill_u32(ctx, loss.data<uint32_t>(), 1, 0);
-    dXT.finish(ctx, dX, B, I);
+    dXT.finish(ctx, dX, B, I, sh.input_relu ? x.data<float>() : nullptr);
     return info.Env().Undefined();
   });
 }

@@ -13,7 +13,7 @@
  *   parameters  W, b            structure  idx (ffi), rowPtr, col (sparse)
  *   optimiser   W.m, W.v, b.m, b.v
  */
-import type { AdamOptions, Backend, FloatTensor, IndexTensor, LossOptions, Tensor, TopKResult } from '../native/backend.js';
+import type { AdamOptions, Backend, FfiLossOptions, FloatTensor, IndexTensor, Tensor, TopKResult } from '../native/backend.js';
 import type { LayerPlan } from './config.js';
 import { ffiSources, glorotBound, kaimingBound, sparseBound, sparseStructure, streamRng, uniform } from './init.js';
 
@@ -168,7 +168,7 @@ export class FfiLayer extends Layer {
    * Forward, loss and backward in one op (never stores the [B, L] scores): the parameter gradients, dX unless null,
    * and the loss value into `loss.out`.
    */
-  lossBackward(x: FloatTensor, labelPtr: IndexTensor, labelIds: IndexTensor, dX: FloatTensor | null, loss: LossOptions): void {
+  lossBackward(x: FloatTensor, labelPtr: IndexTensor, labelIds: IndexTensor, dX: FloatTensor | null, loss: FfiLossOptions): void {
     this.backend.ffiLossBackward(x, this.W, this.idx, this.b, labelPtr, labelIds, dX, this.param('W').grad, this.param('b').grad, loss);
   }
 

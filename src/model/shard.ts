@@ -23,7 +23,9 @@
  *   outBackward (-> dH), reluBackward, denseBackward, 4 x adam
  * and returns without waiting. An FFI output layer does outForward,
  * lossForward and outBackward in one op (ffiLossBackward), so that its
- * [B, L] scores are never stored.
+ * [B, L] scores are never stored, and with an intermediate layer also its
+ * reluForward and reluBackward (option inputRelu): denseForward,
+ * ffiLossBackward, denseBackward, 4 x adam.
  */
 import type { Backend, FloatTensor, IndexTensor, LossKind, TypedArrayOf, DType } from '../native/backend.js';
 import type { TopK } from '../topk/topk.js';
@@ -103,13 +105,16 @@ export class ShardModel {
     const ws = this.trainWorkspace(x.shape[0]);
     const lossOptions = { kind: options.loss, labelOffset: this.labelStart, normaliser: this.config.numLabels, out: options.lossOut };
     const input = this.intermediate && ws.h ? ws.h : x;
+    // An FFI output layer applies the intermediate layer's ReLU itself (inputRelu): h stays the ReLU's input
+    // and dh comes back as the gradient with respect to it.
+    const fusedRelu = this.output instanceof FfiLayer && this.intermediate !== null && ws.h !== null;
     if (this.intermediate && ws.h) {
       this.intermediate.forward(x, ws.h);
-      b.reluForward(ws.h, ws.h);
+      if (!fusedRelu) b.reluForward(ws.h, ws.h);
     }
     if (this.output instanceof FfiLayer) {
       // Fused: the [B, L] scores never exist (see ffiLossBackward).
-      this.output.lossBackward(input, labelPtr, labelIds, ws.dh, lossOptions);
+      this.output.lossBackward(input, labelPtr, labelIds, ws.dh, { ...lossOptions, inputRelu: fusedRelu });
     } else {
       const out = ws.out!;
       this.output.forward(input, out);
@@ -117,7 +122,7 @@ export class ShardModel {
       this.output.backward(input, out, ws.dh);
     }
     if (this.intermediate && ws.h && ws.dh) {
-      b.reluBackward(ws.h, ws.dh, ws.dh);
+      if (!fusedRelu) b.reluBackward(ws.h, ws.dh, ws.dh);
       this.intermediate.backward(x, ws.dh, null);
     }
     const adam = { lr: options.lr, step: options.step };

@@ -16,6 +16,7 @@ import type {
   FloatTensor,
   IndexTensor,
   LossOptions,
+  FfiLossOptions,
   MemoryStats,
   RewireOptions,
   Tensor,
@@ -197,7 +198,7 @@ export abstract class AddonBackend implements Backend {
   }
 
   ffiLossBackward(x: FloatTensor, W: FloatTensor, idx: IndexTensor, b: FloatTensor, labelPtr: IndexTensor, labelIds: IndexTensor,
-    dX: FloatTensor | null, dW: FloatTensor, dB: FloatTensor, options: LossOptions = {}): FloatTensor {
+    dX: FloatTensor | null, dW: FloatTensor, dB: FloatTensor, options: FfiLossOptions = {}): FloatTensor {
     const { out, ...rest } = options;
     const loss = out ?? this.tensor('float32', [1]);
     this.ops.ffiLossBackward(this.n, this.h(x), this.h(W), this.h(idx), this.h(b), this.h(labelPtr), this.h(labelIds),

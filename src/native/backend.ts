@@ -67,6 +67,16 @@ export interface LossOptions {
   out?: FloatTensor;
 }
 
+/** ffiLossBackward's options: the loss's, and where its input comes from. */
+export interface FfiLossOptions extends LossOptions {
+  /**
+   * x is a ReLU's input (the intermediate layer before its activation): the layer reads max(x, 0) and dX is
+   * the gradient with respect to x (0 where x <= 0): reluForward, this op and reluBackward in one, without their
+   * two passes over [B, I]. Default false.
+   */
+  inputRelu?: boolean;
+}
+
 export interface AdamOptions {
   lr: number;
   beta1?: number; // 0.9
@@ -138,7 +148,7 @@ export interface Backend {
    * in the last bits (another summation order).
    */
   ffiLossBackward(x: FloatTensor, W: FloatTensor, idx: IndexTensor, b: FloatTensor, labelPtr: IndexTensor, labelIds: IndexTensor,
-    dX: FloatTensor | null, dW: FloatTensor, dB: FloatTensor, options?: LossOptions): FloatTensor;
+    dX: FloatTensor | null, dW: FloatTensor, dB: FloatTensor, options?: FfiLossOptions): FloatTensor;
 
   /** CSR by output row: rowPtr[L+1], col[nnz], W[nnz]; out[b,l] = b[l] + sum_e W[e] x[b, col[e]]. */
   sparseForward(x: FloatTensor, rowPtr: IndexTensor, col: IndexTensor, W: FloatTensor, b: FloatTensor, out: FloatTensor): void;

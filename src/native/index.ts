@@ -85,6 +85,7 @@ export type {
   IndexTensor,
   LossKind,
   LossOptions,
+  FfiLossOptions,
   MemoryStats,
   RewireOptions,
   Tensor,
