@@ -485,9 +485,11 @@ if (!args.includes('--no-torch')) {
     if (line) {
       results.torch = JSON.parse(line);
       for (const row of results.torch.rows) {
-        const ours = results.train.findLast((q) => q.batch === row.batch && q.variant === 'fp32');
-        const ratio = ours && row.samplesPerSecond ? (ours.samplesPerSecond / row.samplesPerSecond).toFixed(2) : 'n/a';
-        console.log(`torch ${row.model} B=${row.batch}: ${row.error ? `failed: ${row.error}` : `${row.msPerStep.toFixed(3)} ms/step, ${row.samplesPerSecond.toFixed(0)} samples/s, peak ${mib(row.peakBytes)} MiB; ours/torch = ${ratio}`}`);
+        // ours / torch for each of our variants at this batch (the last phase timed: the trained regime)
+        const ours = [...new Set(results.train.filter((q) => q.batch === row.batch && !q.variant.includes('unfused')).map((q) => q.variant))]
+          .map((v) => results.train.findLast((q) => q.batch === row.batch && q.variant === v));
+        const ratio = row.samplesPerSecond && ours.length ? ours.map((q) => `${q.variant} ${(q.samplesPerSecond / row.samplesPerSecond).toFixed(2)}`).join(', ') : 'n/a';
+        console.log(`torch ${row.model} B=${row.batch}: ${row.error ? `failed: ${row.error}` : `${row.msPerStep.toFixed(3)} ms/step, ${row.samplesPerSecond.toFixed(0)} samples/s, peak ${mib(row.peakBytes)} MiB; ours/torch: ${ratio}`}`);
       }
     } else {
       console.log(`torch reference produced no result (status ${r.status}): ${(r.stdout ?? '').slice(-500)}`);
