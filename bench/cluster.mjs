@@ -8,6 +8,7 @@
 //   npm run bench:cluster [-- --preset bibtex-small|synth-small-768|A670K-FFI32-64k|A3M-FFI32-131k] [--workers 1,2]
 //                         [--epochs N] [--device cpu|cuda|auto] [--threads T] [--keep DIR]
 //                         [--repeat R] [--stages] [--checkpoint-every N] [--max-ahead N] [--scale S]
+//                         [--train-points N] [--test-points N]
 //
 // Presets:
 //   bibtex-small     ../shared/data/bibtex_{train,test}.txt, dense-ffi, H 512, fan-in 32 (CPU, ~1 min on 2 cores)
@@ -17,6 +18,8 @@
 //   A3M-FFI32-131k   synthetic Amazon-3M (xmc synth amazon3m: 1.7 M train points, 2,812,281 labels), dense-ffi,
 //                    H 131072, fan-in 32, batch 128 (GPU hosts)
 //   --scale S        the synthetic presets at S times their points and labels (default 1: the issue's model size)
+//   --train-points N, --test-points N   the synthetic presets on the first N rows of a split (the model keeps its
+//                    size; a shorter epoch for a GPU call's time limit)
 //
 // --repeat R runs the pair R times (alternating) and prints the medians.
 // --stages prints where each distributed epoch's time went, from the stage
@@ -29,7 +32,7 @@
 // 2 workers on a 2-GPU host set CUDA_VISIBLE_DEVICES=0,1 per worker.
 // Needs nats-server on PATH and a build (npm run build:ts).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -93,14 +96,35 @@ async function presetData() {
       await generateSynthetic({ preset: synth, outDir: dataDir, seed: 1, scale, dtype: 'float16', force: true });
       console.log(`bench/cluster: generated ${synth} (scale ${scale}) in ${((performance.now() - t0) / 1000).toFixed(0)} s -> ${dataDir}`);
     }
-    return {
-      train: { features: join(dataDir, 'train.features.npy'), labels: join(dataDir, 'train.labels.txt') },
-      test: { features: join(dataDir, 'test.features.npy'), labels: join(dataDir, 'test.labels.txt') },
-      options,
-    };
+    // --train-points / --test-points: the first N rows of each split (the model keeps the preset's size)
+    const split = (name, n) => (n === undefined ? { features: join(dataDir, `${name}.features.npy`), labels: join(dataDir, `${name}.labels.txt`) }
+      : firstRows(dataDir, name, Number(n)));
+    return { train: split('train', arg('train-points')), test: split('test', arg('test-points')), options };
   }
   console.error(`bench/cluster: unknown preset ${presetName}`);
   process.exit(2);
+}
+
+/** The first n rows of a synthetic split (.npy features and pyxclib labels), written once beside it. */
+function firstRows(dir, name, n) {
+  if (!(Number.isInteger(n) && n > 0)) { console.error(`bench/cluster: --${name}-points must be an integer > 0, got ${n}`); process.exit(2); }
+  const out = { features: join(dir, `${name}.first-${n}.features.npy`), labels: join(dir, `${name}.first-${n}.labels.txt`) };
+  if (existsSync(out.labels)) return out;
+  const npy = readFileSync(join(dir, `${name}.features.npy`));
+  const headerLen = npy.readUInt16LE(8), header = npy.subarray(10, 10 + headerLen).toString('latin1');
+  const m = /'shape': \((\d+), (\d+)\)/.exec(header), descr = /'descr': '([^']+)'/.exec(header);
+  if (!m || !descr) { console.error(`bench/cluster: unexpected .npy header in ${dir}/${name}.features.npy: ${header}`); process.exit(2); }
+  const rows = Math.min(n, Number(m[1])), cols = Number(m[2]), itemSize = Number(descr[1].slice(2));
+  let dict = `{'descr': '${descr[1]}', 'fortran_order': False, 'shape': (${rows}, ${cols}), }`;
+  dict += ' '.repeat(63 - ((10 + dict.length) % 64)) + '\n'; // the whole header a multiple of 64 bytes
+  const head = Buffer.alloc(10);
+  npy.copy(head, 0, 0, 8);
+  head.writeUInt16LE(dict.length, 8);
+  writeFileSync(out.features, Buffer.concat([head, Buffer.from(dict, 'latin1'), npy.subarray(10 + headerLen, 10 + headerLen + rows * cols * itemSize)]));
+  const lines = readFileSync(join(dir, `${name}.labels.txt`), 'utf8').split('\n');
+  const [, labels] = lines[0].split(/\s+/);
+  writeFileSync(out.labels, [`${rows} ${labels}`, ...lines.slice(1, rows + 1)].join('\n') + '\n');
+  return out;
 }
 
 const preset = await presetData();
@@ -113,6 +137,7 @@ async function single(shards) {
   rmSync(out, { recursive: true, force: true });
   const r = await runTraining({ train: preset.train, test: preset.test, out, options: { ...preset.options, shards, epochs }, backend, reporter: { message() {}, step() {}, epochEnd() {} } });
   r.model.dispose();
+  console.log(`single process, ${shards} shard(s): peak memory ${(backend.memoryStats().peakBytes / 2 ** 20).toFixed(1)} MiB (its backend allocator)`);
   return { metrics: metrics(out), sps: r.history.map((h) => h.samplesPerSecond) };
 }
 
@@ -146,6 +171,7 @@ function printStages(d) {
         if (w[`${k}Seconds`] !== undefined) console.log(`      ${k.padEnd(14)} ${sec(w[`${k}Seconds`])} ${pct(w[`${k}Seconds`], train)}${k === 'checkpoint' ? `  (${w.checkpoints} written)` : ''}`);
       }
       console.log(`      ${'device idle'.padEnd(14)} ${sec(w.deviceIdleSeconds)} ${pct(w.deviceIdleSeconds ?? 0, train)}  (no step queued, within the window)`);
+      if (w.peakDeviceBytes !== undefined) console.log(`      ${'peak memory'.padEnd(14)} ${(w.peakDeviceBytes / 2 ** 20).toFixed(1).padStart(9)} MiB  (the worker's backend allocator, since it started)`);
       console.log(`      ${'outside window'.padEnd(14)} ${sec(train - w.windowSeconds)} ${pct(train - w.windowSeconds, train)}  (plan -> first batch, last step -> losses reported)`);
     }
   }

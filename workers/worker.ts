@@ -373,7 +373,8 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         if (b.index === b.steps - 1) {
           await settle(0);
           t = times.add('waitForDevice', t);
-          writeStats({ role: 'worker', shard, epoch: b.epoch, lastStep: b.step, steps: stepsInWindow, windowSeconds: Math.round((t - windowStart) * 1e3) / 1e6, ...times.take() });
+          writeStats({ role: 'worker', shard, epoch: b.epoch, lastStep: b.step, steps: stepsInWindow, windowSeconds: Math.round((t - windowStart) * 1e3) / 1e6,
+            peakDeviceBytes: backend.memoryStats().peakBytes, ...times.take() });
         }
         loopEnd = performance.now();
       }
