@@ -141,7 +141,7 @@ __global__ __launch_bounds__(kThreadsR) void regrow_kernel(const DeviceStatus* s
     unsigned int c = 0;
     if (r < rows)
       for (int j = lane; j < k; j += 32) c += prune_key(W[(r0 + r) * k + j]) == T;
-    c = __reduce_add_sync(kFullMask, c);
+    for (int o = 16; o > 0; o >>= 1) c += __shfl_xor_sync(kFullMask, c, o);  // (__reduce_add_sync needs sm_80)
     if (lane == 0) row_tie_base[r] = c;
   }
   __syncthreads();

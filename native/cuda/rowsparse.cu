@@ -793,14 +793,15 @@ template <class T>
 static void launch_loss_backward(const Launch& ctx, unsigned blocks, const RowSparseDev& rows, const float* bias, int64_t L,
                                  int64_t I, const T* xT, int64_t B, const FusedLossDev& loss, float* dXT, float* dW, float* dB) {
   if constexpr (sizeof(T) == 2 && kBf16Wide && kUseCache) {
-    if (B % 8 == 0) {  // bf16 16-byte gathers: the cached kernel
-      static bool attribute_set = false;  // once per process (the attribute belongs to the kernel, every device)
-      if (!attribute_set) {
-        check(cudaFuncSetAttribute(loss_backward_kernel<true, T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)kCacheBytesPerBlock),
-              ctx.op, "cudaFuncSetAttribute(loss_backward_kernel, max dynamic shared memory)");
-        attribute_set = true;
-      }
+    // Once per process: the cache needs 68 KiB of shared memory per block, more than sm_75 allows (64 KiB);
+    // where the attribute is refused the uncached kernel runs (same results).
+    static const bool cache_fits = [] {
+      const bool ok = cudaFuncSetAttribute(loss_backward_kernel<true, T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int)kCacheBytesPerBlock) == cudaSuccess;
+      if (!ok) cudaGetLastError();  // not sticky: clear it
+      return ok;
+    }();
+    if (B % 8 == 0 && cache_fits) {  // bf16 16-byte gathers: the cached kernel
       loss_backward_kernel<true, T, true><<<blocks, kThreads, kCacheBytesPerBlock, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
       check_launch(ctx.op, "rowsparse loss_backward_kernel (cached)");
       return;
