@@ -46,7 +46,9 @@ export function deviceMemoryNeeded(model: ModelConfig, B: number, E: number): De
     // evaluation: the transposed input (row-sparse layers), a chunk of scores, two candidate sets
     const chunk = Math.min(topKChunk(E), Math.max(L, 1));
     const evaluation = (out === 'dense' ? 0 : 4 * E * inputs) + 4 * E * chunk + 2 * 8 * E * TOPK_CANDIDATES + 8 * E * TOPK_CANDIDATES;
-    scratch = Math.max(scratch, train, evaluation);
+    // rewiring an FFI layer on the device: the select state, a 256-bin histogram and a counter per 256 rows
+    const rewire = out === 'ffi' ? 8 * (Math.ceil(L / 256) + 256) + 32 : 0;
+    scratch = Math.max(scratch, train, evaluation, rewire);
   }
   scratch += CUBLAS_WORKSPACE;
   return { estimate, scratch, total: estimate.total + scratch };
