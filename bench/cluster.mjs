@@ -32,7 +32,8 @@
 // 2 workers on a 2-GPU host set CUDA_VISIBLE_DEVICES=0,1 per worker.
 // Needs nats-server on PATH and a build (npm run build:ts).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,33 +98,55 @@ async function presetData() {
       console.log(`bench/cluster: generated ${synth} (scale ${scale}) in ${((performance.now() - t0) / 1000).toFixed(0)} s -> ${dataDir}`);
     }
     // --train-points / --test-points: the first N rows of each split (the model keeps the preset's size)
-    const split = (name, n) => (n === undefined ? { features: join(dataDir, `${name}.features.npy`), labels: join(dataDir, `${name}.labels.txt`) }
+    const split = async (name, n) => (n === undefined ? { features: join(dataDir, `${name}.features.npy`), labels: join(dataDir, `${name}.labels.txt`) }
       : firstRows(dataDir, name, Number(n)));
-    return { train: split('train', arg('train-points')), test: split('test', arg('test-points')), options };
+    return { train: await split('train', arg('train-points')), test: await split('test', arg('test-points')), options };
   }
   console.error(`bench/cluster: unknown preset ${presetName}`);
   process.exit(2);
 }
 
-/** The first n rows of a synthetic split (.npy features and pyxclib labels), written once beside it. */
-function firstRows(dir, name, n) {
+/**
+ * The first n rows of a synthetic split (.npy features and pyxclib labels), written once beside it. Both are
+ * streamed: the full Amazon-3M files (2.6 GB of features, 595 MB of labels) pass what one read may hold.
+ */
+async function firstRows(dir, name, n) {
   if (!(Number.isInteger(n) && n > 0)) { console.error(`bench/cluster: --${name}-points must be an integer > 0, got ${n}`); process.exit(2); }
   const out = { features: join(dir, `${name}.first-${n}.features.npy`), labels: join(dir, `${name}.first-${n}.labels.txt`) };
   if (existsSync(out.labels)) return out;
-  const npy = readFileSync(join(dir, `${name}.features.npy`));
-  const headerLen = npy.readUInt16LE(8), header = npy.subarray(10, 10 + headerLen).toString('latin1');
+  const src = openSync(join(dir, `${name}.features.npy`), 'r');
+  const head = Buffer.alloc(10);
+  readSync(src, head, 0, 10, 0);
+  const headerLen = head.readUInt16LE(8), headerBuf = Buffer.alloc(headerLen);
+  readSync(src, headerBuf, 0, headerLen, 10);
+  const header = headerBuf.toString('latin1');
   const m = /'shape': \((\d+), (\d+)\)/.exec(header), descr = /'descr': '([^']+)'/.exec(header);
   if (!m || !descr) { console.error(`bench/cluster: unexpected .npy header in ${dir}/${name}.features.npy: ${header}`); process.exit(2); }
   const rows = Math.min(n, Number(m[1])), cols = Number(m[2]), itemSize = Number(descr[1].slice(2));
   let dict = `{'descr': '${descr[1]}', 'fortran_order': False, 'shape': (${rows}, ${cols}), }`;
   dict += ' '.repeat(63 - ((10 + dict.length) % 64)) + '\n'; // the whole header a multiple of 64 bytes
-  const head = Buffer.alloc(10);
-  npy.copy(head, 0, 0, 8);
   head.writeUInt16LE(dict.length, 8);
-  writeFileSync(out.features, Buffer.concat([head, Buffer.from(dict, 'latin1'), npy.subarray(10 + headerLen, 10 + headerLen + rows * cols * itemSize)]));
-  const lines = readFileSync(join(dir, `${name}.labels.txt`), 'utf8').split('\n');
-  const [, labels] = lines[0].split(/\s+/);
-  writeFileSync(out.labels, [`${rows} ${labels}`, ...lines.slice(1, rows + 1)].join('\n') + '\n');
+  const dst = openSync(`${out.features}.partial`, 'w');
+  writeSync(dst, Buffer.concat([head, Buffer.from(dict, 'latin1')]));
+  const chunk = Buffer.alloc(1 << 24);
+  for (let done = 0, total = rows * cols * itemSize; done < total;) {
+    const got = readSync(src, chunk, 0, Math.min(chunk.length, total - done), 10 + headerLen + done);
+    if (got <= 0) { console.error(`bench/cluster: ${dir}/${name}.features.npy ends early`); process.exit(2); }
+    writeSync(dst, chunk, 0, got);
+    done += got;
+  }
+  closeSync(src);
+  closeSync(dst);
+  renameSync(`${out.features}.partial`, out.features);
+  const lines = createInterface({ input: createReadStream(join(dir, `${name}.labels.txt`)), crlfDelay: Infinity });
+  const kept = [];
+  for await (const line of lines) {
+    kept.push(kept.length === 0 ? `${rows} ${line.split(/\s+/)[1]}` : line);
+    if (kept.length > rows) break;
+  }
+  lines.close();
+  writeFileSync(`${out.labels}.partial`, kept.join('\n') + '\n');
+  renameSync(`${out.labels}.partial`, out.labels); // last: its presence marks a complete pair
   return out;
 }
 
@@ -135,10 +158,26 @@ async function single(shards) {
   const backend = createDeviceBackend(device, threads === undefined ? undefined : Number(threads));
   const out = join(work, `single-${shards}`);
   rmSync(out, { recursive: true, force: true });
-  const r = await runTraining({ train: preset.train, test: preset.test, out, options: { ...preset.options, shards, epochs }, backend, reporter: { message() {}, step() {}, epochEnd() {} } });
+  // progress every 30 s (a long run shows whether it trains, loads or evaluates)
+  const t0 = performance.now();
+  let said = t0;
+  const progress = (what) => {
+    const now = performance.now();
+    if (now - said < 30_000) return;
+    said = now;
+    console.log(`  single process, ${shards} shard(s), ${((now - t0) / 1000).toFixed(0)} s: ${what}`);
+  };
+  const reporter = {
+    message(text) { console.log(`  single process: ${text}`); },
+    step(i) { progress(`epoch ${i.epoch}, step ${i.step}/${i.steps} (${(i.samples / Math.max(i.elapsedSeconds, 1e-9)).toFixed(0)} samples/s)`); },
+    epochEnd() {},
+  };
+  const r = await runTraining({ train: preset.train, test: preset.test, out, options: { ...preset.options, shards, epochs }, backend, reporter });
   r.model.dispose();
-  console.log(`single process, ${shards} shard(s): peak memory ${(backend.memoryStats().peakBytes / 2 ** 20).toFixed(1)} MiB (its backend allocator)`);
-  return { metrics: metrics(out), sps: r.history.map((h) => h.samplesPerSecond) };
+  const sps = r.history.map((h) => h.samplesPerSecond);
+  // printed as soon as known: a run cut short by a time limit still leaves its first figures
+  console.log(`single process, ${shards} shard(s): ${sps.map((v) => v.toFixed(0)).join(', ')} samples/s; peak memory ${(backend.memoryStats().peakBytes / 2 ** 20).toFixed(1)} MiB (its backend allocator)`);
+  return { metrics: metrics(out), sps };
 }
 
 /** The stats lines of a run directory's processes, by role. */
@@ -218,6 +257,7 @@ for (const w of workerCounts) {
   for (let r = 0; r < repeat; r++) {
     const s = await single(w);
     const d = await distributed(w);
+    console.log(`distributed, ${w} worker(s): ${d.sps.map((v) => v.toFixed(0)).join(', ')} samples/s`);
     rows.push({ workers: w, single: mean(s.sps), distributed: mean(d.sps), sameMetrics: timeless(s.metrics) === timeless(d.metrics) });
     if (showStages) { console.log(`shards ${w}, run ${r + 1}: stage timings of the distributed run`); printStages(d); }
   }
