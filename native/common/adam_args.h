@@ -9,21 +9,28 @@
 
 namespace xmc::common {
 
+// Adam moments m and v of a parameter `ref`: float32, ref's shape, and three distinct tensors
+// (also the moments that rewiring permutes: rewire_args.h).
+template <class Tensor>
+void expect_adam_moments(const OpArgs& call, const Tensor& ref, const char* ref_name, const Tensor& m, const Tensor& v) {
+  call.expect_dtype(m, "m", DType::Float32);
+  call.expect_dtype(v, "v", DType::Float32);
+  call.expect_same_shape(m, "m", ref, ref_name);
+  call.expect_same_shape(v, "v", ref, ref_name);
+  call.expect_distinct(ref, ref_name, m, "m");
+  call.expect_distinct(ref, ref_name, v, "v");
+  call.expect_distinct(m, "m", v, "v");
+}
+
 // Coefficients: each backend's aggregate {b1, 1 - b1, b2, 1 - b2, lr / bc1, 1 / sqrt(bc2), eps}.
 template <class Coefficients, class Tensor>
 Coefficients adam_arguments(const OpArgs& call, const Tensor& param, const Tensor& grad, const Tensor& m,
                             const Tensor& v, const Napi::Object& opts) {
   call.expect_dtype(param, "param", DType::Float32);
   call.expect_dtype(grad, "grad", DType::Float32);
-  call.expect_dtype(m, "m", DType::Float32);
-  call.expect_dtype(v, "v", DType::Float32);
   call.expect_same_shape(grad, "grad", param, "param");
-  call.expect_same_shape(m, "m", param, "param");
-  call.expect_same_shape(v, "v", param, "param");
+  expect_adam_moments(call, param, "param", m, v);
   call.expect_distinct(param, "param", grad, "grad");
-  call.expect_distinct(param, "param", m, "m");
-  call.expect_distinct(param, "param", v, "v");
-  call.expect_distinct(m, "m", v, "v");
   call.expect_distinct(grad, "grad", m, "m");
   call.expect_distinct(grad, "grad", v, "v");
   const double lr = call.option(opts, "lr", std::nullopt, 0.0, 1e30, false);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "adam_args.h"
 #include "op_args.h"
 
 namespace xmc::common {
@@ -27,16 +28,10 @@ inline RewireOptions parse_rewire_options(const OpArgs& call, const Napi::Object
   return o;
 }
 
-// The Adam moments m and v: float32, W's shape, three distinct tensors.
+// The Adam moments m and v that rewiring permutes with W (adam_args.h's checks).
 template <class Tensor>
 void expect_rewire_moments(const OpArgs& call, const Tensor& W, const Tensor& m, const Tensor& v) {
-  call.expect_dtype(m, "m", DType::Float32);
-  call.expect_dtype(v, "v", DType::Float32);
-  call.expect_same_shape(m, "m", W, "W");
-  call.expect_same_shape(v, "v", W, "W");
-  call.expect_distinct(W, "W", m, "m");
-  call.expect_distinct(W, "W", v, "v");
-  call.expect_distinct(m, "m", v, "v");
+  expect_adam_moments(call, W, "W", m, v);
 }
 
 // n = floor(fraction * L * k), after checking that a row can hold k distinct sources.
