@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { Rng } from './ops-helpers.js';
 import type { CsrMatrix } from '../src/data/types.js';
 import { XmcEvaluator, type EvaluationResult } from '../src/metrics/evaluator.js';
 import { createTopK, type TopK } from '../src/topk/topk.js';
@@ -171,15 +172,10 @@ describe('metrics - evaluator streaming and edge cases', () => {
 // Random cross-check against a direct, non-streaming transcription of the
 // pyxclib formulas (dense per-point flags; ratios of means for PS metrics).
 // ---------------------------------------------------------------------------
+/** A fixed-seed stream of [0, 1) numbers (the ops tests' mulberry32), so failures reproduce. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 function referenceMetrics(rankings: number[][], trueSets: number[][], wts: Float64Array, k: number) {

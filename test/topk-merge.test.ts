@@ -1,16 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { Rng } from './ops-helpers.js';
 import { createTopK, mergeTopK, ranksBefore, rowLength, topKOfScores, type TopK } from '../src/topk/topk.js';
 
-/** Small seeded PRNG (mulberry32) so failures reproduce. */
+/** A fixed-seed stream of [0, 1) numbers (the ops tests' mulberry32), so failures reproduce. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 /** Scores from a tiny value set, so ties are frequent; some NaN and infinities. */
