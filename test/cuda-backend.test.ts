@@ -3,15 +3,14 @@
 // tensors, memory accounting, argument checks (the CPU backend's messages),
 // run-time failures (skipping, the same messages as the CPU backend), a
 // responsive JS thread, and process lifecycle in child processes.
-import { spawnSync } from 'node:child_process';
-import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createBackend, packageRoot } from '../src/native/index.js';
+import { createBackend } from '../src/native/index.js';
 import type { Backend } from '../src/native/index.js';
 import { CudaUnavailableError, NativeError } from '../src/errors.js';
 import { SEED, randomFfiIdx, rng } from './ops-helpers.js';
 import { CUDA_REASON, HAVE_CUDA, cpu, cuda } from './cuda-helpers.js';
 import { CudaBackend } from '../src/native/cuda-backend.js';
+import { runAddonScript } from './addon-process.js';
 
 describe('cuda backend - availability', () => {
   it("createBackend('cuda') gives a CUDA backend with a GPU, else throws CudaUnavailableError saying why; 'auto' falls back to the CPU", () => {
@@ -183,22 +182,7 @@ describe.skipIf(!HAVE_CUDA)('cuda backend - responsiveness', () => {
   });
 });
 
-const addon = process.env.XMC_NATIVE_ADDON ?? resolve(packageRoot(), 'build', 'Release', 'xmc_native.node');
-const prelude = `
-const a = require(${JSON.stringify(addon)});
-function chain(be, ops) {
-  const B = 64, I = 512, L = 16384, k = 32;
-  const x = be.fromArray(new Float32Array(B * I).fill(0.5), [B, I]);
-  const W = be.fromArray(new Float32Array(L * k).fill(0.1), [L, k]);
-  const idx = be.fromArray(Uint32Array.from({ length: L * k }, (_, i) => (i * 7919) % I), [L, k]);
-  const b = be.fromArray(new Float32Array(L)), out = be.tensor('float32', [B, L]);
-  for (let i = 0; i < ops; i++) a.cuda.ffiForward(be, x, W, idx, b, out);
-  return out;
-}
-`;
-function runNode(script: string, args: string[] = []) {
-  return spawnSync(process.execPath, [...args, '-e', prelude + script], { encoding: 'utf8', timeout: 60_000 });
-}
+const runNode = (script: string, args: string[] = []) => runAddonScript('a.cuda', script, args);
 
 describe.skipIf(!HAVE_CUDA)('cuda backend - process lifecycle', () => {
   it('a process exits cleanly with ops still queued and nothing awaited', () => {
