@@ -165,9 +165,14 @@ export async function runEncoder(options: EncoderOptions): Promise<void> {
       times.take();
       const windowStart = performance.now();
       // Publishes awaiting their acknowledgement, in order (PUBLISHES_IN_FLIGHT, below,
-      // says why one). After a failure the epoch continues from the stream's last
-      // batch (the same path as a restarted encoder; message ids drop repeats).
+      // says how a gap is prevented). After a failure the epoch continues from the
+      // stream's last batch (the same path as a restarted encoder; message ids drop repeats).
       const acks: Promise<unknown>[] = [];
+      const batchId = (i: number): string => `${runId}:${plan.epoch}:${i}`;
+      // The first publish of this pass goes alone and without an expectation (the server's
+      // last message id may be unknown after its restart); each later one expects its
+      // predecessor to be the stream's last message.
+      let chained = false;
       const failure: { error: Error | null } = { error: null };
       const settleAcks = async (keep: number): Promise<void> => {
         while (acks.length > keep) {
@@ -198,10 +203,11 @@ export async function runEncoder(options: EncoderOptions): Promise<void> {
           }
           budget--;
           t = times.add('pace', t);
-          const ack = conn.js.publish(s.batch, data, { msgID: `${runId}:${plan.epoch}:${index}` });
+          const ack = conn.js.publish(s.batch, data, { msgID: batchId(index), ...(chained ? { expect: { lastMsgID: batchId(index - 1) } } : {}) });
           ack.catch(() => undefined); // settled in order by settleAcks
           acks.push(ack);
-          await settleAcks(PUBLISHES_IN_FLIGHT - 1);
+          await settleAcks(chained ? PUBLISHES_IN_FLIGHT - 1 : 0);
+          chained = failure.error === null;
           times.add('publish', t);
           times.count('batches');
           times.count('bytes', data.length);
@@ -234,11 +240,16 @@ export async function runEncoder(options: EncoderOptions): Promise<void> {
 
 /**
  * Batches published before the encoder waits for the oldest one's
- * acknowledgement. One: with several in flight, a nats-server killed in
- * between lost the ones already written to its socket while the client sent
- * the ones it still buffered after reconnecting, so the stream got a gap
- * (steps 14-15 missing, 16-17 stored: seen in the nats-server restart test
- * with 4). One round trip per batch costs ~1-2 ms on loopback, far below a
- * GPU step (docs/DISTRIBUTED.md, Measured).
+ * acknowledgement. With several in flight, a nats-server killed in between
+ * can lose the ones already written to its socket while the client sends the
+ * ones it still buffered after reconnecting (seen in the nats-server restart
+ * test: steps 14-15 lost, 16-17 stored, a gap). So every publish but the
+ * first of a pass carries the expectation that its predecessor's message id
+ * is the stream's last (Nats-Expected-Last-Msg-Id): the server refuses 16
+ * when 15 is missing, and the refusal takes the failure path (continue after
+ * the stream's last batch). Only the encoder writes to the stream while an
+ * epoch's batches go out (the plan comes before them, 'finished' after).
+ * One round trip per batch was ~2.6 ms of every 4.4 ms step of 2 workers on
+ * an H200 host (docs/PERFORMANCE.md, Scaling over GPUs).
  */
-const PUBLISHES_IN_FLIGHT = 1;
+const PUBLISHES_IN_FLIGHT = 4;
