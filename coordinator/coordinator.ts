@@ -5,7 +5,9 @@
  *
  * Per epoch e (from the state file, so a restarted coordinator continues):
  *   1. publish the epoch plan {epoch, lr, firstStep, steps} on xmc.R.control
- *      (unless the stream's last plan is already this one): the encoder
+ *      (unless the stream's last plan is already this one; before it, wait
+ *      until every worker answers a status request, i.e. has built its
+ *      model: the epoch's training time starts at the plan): the encoder
  *      publishes the epoch's batches with that lr, so every worker applies
  *      the same schedule;
  *   2. ask every worker for the epoch's per-step losses once it has applied
@@ -187,8 +189,14 @@ export async function runCoordinator(options: CoordinatorOptions): Promise<Coord
       const plan: EpochMessage = { type: 'epoch', runId, epoch, lr, firstStep: state.step + 1, steps };
       const last = await retrying('reading the last plan', () => lastMessage(conn.jsm, s.stream, s.control), 600_000, log);
       const lastPlan = last ? decodeControl(last.data, runId) : null;
+      const planPublished = lastPlan !== null && !isError(lastPlan) && lastPlan.type === 'epoch' && lastPlan.epoch === epoch;
+      if (!planPublished) {
+        // Every worker answers once its model is built: the epoch's training time starts after that, as the
+        // single-process trainer's does (it excludes building the model), not during the workers' start-up.
+        await Promise.all(Array.from({ length: run.workers }, (_, w) => askWorker(conn, s, w, { type: 'status', runId }, timeoutMs, log)));
+      }
       const epochStart = performance.now();
-      if (lastPlan && !isError(lastPlan) && lastPlan.type === 'epoch' && lastPlan.epoch === epoch) {
+      if (planPublished && lastPlan && !isError(lastPlan) && lastPlan.type === 'epoch') {
         if (lastPlan.firstStep !== plan.firstStep || lastPlan.lr !== plan.lr || lastPlan.steps !== plan.steps) {
           throw new Error(`the stream's plan for epoch ${epoch} (${JSON.stringify(lastPlan)}) differs from the state's (${JSON.stringify(plan)})`);
         }
