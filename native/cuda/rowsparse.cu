@@ -153,6 +153,15 @@ __device__ __forceinline__ int vec4_offset(int lane, int nb) { return lane * 4 <
 // Scalar lanes take rows lane + 32 r, clamped the same way.
 __device__ __forceinline__ int scalar_row(int lane, int r, int nb) { return lane + 32 * r < nb ? lane + 32 * r : 0; }
 
+// This lane's 4 rows of one chunk row xs of xT: rows lane*4 .. lane*4+3 with one vector load (kVec4),
+// else rows lane + 32 r; lanes past the chunk read valid rows that the caller drops.
+template <bool kVec4, class T>
+__device__ __forceinline__ float4 lane_rows(const T* xs, int lane, int nb) {
+  if (kVec4) return load4(xs + vec4_offset(lane, nb));
+  return make_float4(load1(xs + scalar_row(lane, 0, nb)), load1(xs + scalar_row(lane, 1, nb)),
+                     load1(xs + scalar_row(lane, 2, nb)), load1(xs + scalar_row(lane, 3, nb)));
+}
+
 // bfloat16 hT with B % 8 == 0: 16-byte gathers (8 rows) instead of 8-byte ones, half
 // the load instructions for the same bytes. A half-warp covers a chunk's 128 rows,
 // so the two halves take alternate connections (lane < 16: even, else odd) into 8
@@ -300,13 +309,7 @@ __device__ __forceinline__ void label_scores(DeviceStatus* st, const RowSparseDe
 #pragma unroll
       for (int u = 0; u < kGroup; ++u) {
         wj[u] = __shfl_sync(kFullMask, w, j0 + u);
-        const T* xs = xT + (int64_t)__shfl_sync(kFullMask, s, j0 + u) * B + c0;
-        if (kVec4) {
-          v[u] = load4(xs + vec4_offset(lane, nb));
-        } else {
-          v[u] = make_float4(load1(xs + scalar_row(lane, 0, nb)), load1(xs + scalar_row(lane, 1, nb)),
-                             load1(xs + scalar_row(lane, 2, nb)), load1(xs + scalar_row(lane, 3, nb)));
-        }
+        v[u] = lane_rows<kVec4>(xT + (int64_t)__shfl_sync(kFullMask, s, j0 + u) * B + c0, lane, nb);
       }
 #pragma unroll
       for (int u = 0; u < kGroup; ++u) {
@@ -354,13 +357,7 @@ __device__ __forceinline__ void label_backward(DeviceStatus* st, const RowSparse
 #pragma unroll
       for (int u = 0; u < kBackwardGroup; ++u) {  // the group's gathers first (see kBackwardGroup)
         sj[u] = __shfl_sync(kFullMask, s, j0 + u);
-        const T* xs = xT + (int64_t)sj[u] * B + c0;
-        if (kVec4) {
-          v[u] = load4(xs + vec4_offset(lane, nb));
-        } else {
-          v[u] = make_float4(load1(xs + scalar_row(lane, 0, nb)), load1(xs + scalar_row(lane, 1, nb)),
-                             load1(xs + scalar_row(lane, 2, nb)), load1(xs + scalar_row(lane, 3, nb)));
-        }
+        v[u] = lane_rows<kVec4>(xT + (int64_t)sj[u] * B + c0, lane, nb);
       }
 #pragma unroll
       for (int u = 0; u < kBackwardGroup; ++u) {
