@@ -140,10 +140,6 @@ constexpr int kFusedMinBlocks = XMC_FUSED_MIN_BLOCKS;
 #define XMC_LOSS_CACHE 1
 #endif
 constexpr bool kUseCache = XMC_LOSS_CACHE != 0;  // the fused loss kernel's gather cache (bf16 gathers)
-#ifndef XMC_CACHED_MIN_BLOCKS
-#define XMC_CACHED_MIN_BLOCKS 1
-#endif
-constexpr int kCachedMinBlocks = XMC_CACHED_MIN_BLOCKS;  // resident blocks asked of the cached loss kernel
 static_assert(kGroup >= 1 && 32 % (2 * kGroup) == 0, "XMC_GATHER_GROUP must divide 16");
 static_assert(kBackwardGroup >= 1 && 32 % kBackwardGroup == 0, "XMC_BACKWARD_GROUP must divide 32");
 
@@ -503,7 +499,7 @@ __device__ __forceinline__ float loss_term(bool bce, float s, bool y, float scal
 // most kCacheConnections connections keeps its forward's gathered runs in the warp's cache and its backward
 // reads them from there (label_backward_cached, and the few-rows path) instead of gathering hT a second time.
 template <bool kVec4, class T, bool kCache = false>
-__global__ __launch_bounds__(kThreads, kCache ? kCachedMinBlocks : kFusedMinBlocks) void loss_backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
+__global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
                                                                  const T* xT, int B, uint32_t I, int64_t L,
                                                                  FusedLossDev loss, float* dXT, float* dW, float* dB) {
   XMC_RETURN_IF_FAILED(st);
