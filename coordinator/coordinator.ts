@@ -189,16 +189,16 @@ export async function runCoordinator(options: CoordinatorOptions): Promise<Coord
       const plan: EpochMessage = { type: 'epoch', runId, epoch, lr, firstStep: state.step + 1, steps };
       const last = await retrying('reading the last plan', () => lastMessage(conn.jsm, s.stream, s.control), 600_000, log);
       const lastPlan = last ? decodeControl(last.data, runId) : null;
-      const planPublished = lastPlan !== null && !isError(lastPlan) && lastPlan.type === 'epoch' && lastPlan.epoch === epoch;
-      if (!planPublished) {
+      const publishedPlan = lastPlan && !isError(lastPlan) && lastPlan.type === 'epoch' && lastPlan.epoch === epoch ? lastPlan : null;
+      if (!publishedPlan) {
         // Every worker answers once its model is built: the epoch's training time starts after that, as the
         // single-process trainer's does (it excludes building the model), not during the workers' start-up.
         await Promise.all(Array.from({ length: run.workers }, (_, w) => askWorker(conn, s, w, { type: 'status', runId }, timeoutMs, log)));
       }
       const epochStart = performance.now();
-      if (planPublished && lastPlan && !isError(lastPlan) && lastPlan.type === 'epoch') {
-        if (lastPlan.firstStep !== plan.firstStep || lastPlan.lr !== plan.lr || lastPlan.steps !== plan.steps) {
-          throw new Error(`the stream's plan for epoch ${epoch} (${JSON.stringify(lastPlan)}) differs from the state's (${JSON.stringify(plan)})`);
+      if (publishedPlan) {
+        if (publishedPlan.firstStep !== plan.firstStep || publishedPlan.lr !== plan.lr || publishedPlan.steps !== plan.steps) {
+          throw new Error(`the stream's plan for epoch ${epoch} (${JSON.stringify(publishedPlan)}) differs from the state's (${JSON.stringify(plan)})`);
         }
         log(`epoch ${epoch}: plan already published; waiting for the workers`);
       } else {
