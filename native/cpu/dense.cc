@@ -17,6 +17,7 @@
 #include <cmath>
 
 #include "backend.h"
+#include "relu.h"
 #include "common/dense_args.h"
 
 namespace xmc::cpu {
@@ -66,13 +67,7 @@ Napi::Value ReluForward(const Napi::CallbackInfo& info) {
   call.expect_dtype(x, "x", DType::Float32);
   call.expect_dtype(out, "out", DType::Float32);
   call.expect_same_shape(out, "out", x, "x");
-  call.enqueue([pool = call.pool(), x, out] {
-    const float* a = x.data<float>();
-    float* o = out.data<float>();
-    pool->parallel_for(x.size, 1 << 15, [&](int64_t i0, int64_t i1, int) {
-      for (int64_t i = i0; i < i1; ++i) o[i] = a[i] < 0.0f ? 0.0f : a[i];
-    });
-  });
+  call.enqueue([pool = call.pool(), x, out] { relu_forward(*pool, x.data<float>(), out.data<float>(), x.size); });
   return info.Env().Undefined();
 }
 
@@ -85,12 +80,7 @@ Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
   call.expect_same_shape(dOut, "dOut", out, "out");
   call.expect_same_shape(dX, "dX", out, "out");
   call.enqueue([pool = call.pool(), out, dOut, dX] {
-    const float* y = out.data<float>();
-    const float* g = dOut.data<float>();
-    float* d = dX.data<float>();
-    pool->parallel_for(out.size, 1 << 15, [&](int64_t i0, int64_t i1, int) {
-      for (int64_t i = i0; i < i1; ++i) d[i] = y[i] > 0.0f ? g[i] : 0.0f;
-    });
+    relu_backward(*pool, out.data<float>(), dOut.data<float>(), dX.data<float>(), out.size);
   });
   return info.Env().Undefined();
 }

@@ -23,6 +23,7 @@
 // x [B, I], out / dOut [B, L], dX [B, I] row-major. The kernels transpose x
 // to [I, B] in scratch memory first (see rowsparse.h for the tiles and for
 // how the dX scatter avoids races: per-thread partial buffers).
+#include "relu.h"
 #include "rowsparse.h"
 #include "common/layer_args.h"
 #include "common/loss_args.h"
@@ -102,11 +103,8 @@ Napi::Value FfiLossBackward(const Napi::CallbackInfo& info) {
     const float* input = x.data<float>();
     if (sh.input_relu) {
       relu.emplace(alloc, sizeof(float) * std::max<int64_t>(1, x.size));
-      float* r = relu->as<float>();
-      pool->parallel_for(x.size, 1 << 15, [&](int64_t i0, int64_t i1, int) {
-        for (int64_t i = i0; i < i1; ++i) r[i] = input[i] < 0.0f ? 0.0f : input[i];
-      });
-      input = r;
+      relu_forward(*pool, input, relu->as<float>(), x.size);
+      input = relu->as<float>();
     }
     TransposedInput xT(*pool, alloc, input, sh.B, sh.I);
     RowSparse rows{nullptr, sh.k, idx.data<uint32_t>(), W.data<float>()};
@@ -115,13 +113,8 @@ Napi::Value FfiLossBackward(const Napi::CallbackInfo& info) {
         sh.loss.bce ? LossKind::Bce : LossKind::SquaredHinge, static_cast<float>(inv),
         dX ? dX->data<float>() : nullptr, dW.data<float>(), dB.data<float>());
     loss.data<float>()[0] = static_cast<float>(total * inv);
-    if (sh.input_relu && dX) {  // reluBackward's rule: the gradient passes where max(x, 0) > 0, i.e. x > 0
-      const float* a = x.data<float>();
-      float* d = dX->data<float>();
-      pool->parallel_for(x.size, 1 << 15, [&](int64_t i0, int64_t i1, int) {
-        for (int64_t i = i0; i < i1; ++i) d[i] = a[i] > 0.0f ? d[i] : 0.0f;
-      });
-    }
+    // reluBackward's rule, tested on x: max(x, 0) > 0 exactly where x > 0
+    if (sh.input_relu && dX) relu_backward(*pool, x.data<float>(), dX->data<float>(), dX->data<float>(), x.size);
   });
   return info.Env().Undefined();
 }
