@@ -5,7 +5,7 @@
 // (parsed from its table, not copied here), with the time each run took.
 //
 //   npm run bench:accuracy [-- --quick] [--data bibtex,delicious] [--setups dense,ffi,...]
-//                          [--epochs N] [--threads T] [--keep DIR] [--json FILE]
+//                          [--epochs N] [--threads T] [--device cpu|cuda|auto] [--keep DIR] [--json FILE]
 //
 // Protocol (the trainer's defaults): rows L2-normalised, input dropout 0.1,
 // squared hinge loss, Adam lr 1e-3, batch 32, fan-in 32, intermediate 4096
@@ -54,6 +54,8 @@ const epochs = Number(arg('epochs', quick ? QUICK_EPOCHS : EPOCH_CAP));
 const threads = arg('threads') === undefined ? undefined : Number(arg('threads'));
 const keep = arg('keep');
 const jsonOut = arg('json');
+const device = arg('device', 'cpu');
+if (!['cpu', 'cuda', 'auto'].includes(device)) { console.error(`bench/accuracy: --device must be cpu, cuda or auto, got ${device}`); process.exit(2); }
 for (const s of setups) if (!SETUPS.includes(s)) { console.error(`bench/accuracy: unknown setup ${s}`); process.exit(2); }
 
 const dataDir = resolve(root, '..', 'shared', 'data');
@@ -91,12 +93,12 @@ function parseReference(text) {
 const reference = parseReference(readFileSync(join(dataDir, 'README.md'), 'utf8'));
 
 const workDir = keep ? resolve(keep) : mkdtempSync(join(tmpdir(), 'xmc-bench-accuracy-'));
-const backend = createBackend('cpu', threads === undefined ? {} : { threads });
+const backend = createBackend(device, threads === undefined ? {} : { threads });
 const fmt = (v) => (v === undefined ? '-' : v.toFixed(2));
 const fmtTime = (s) => (s >= 60 ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${s.toFixed(1)}s`);
 
 console.log(`bench/accuracy: ${quick ? 'QUICK (CI) ' : ''}epoch cap ${epochs} (reference runs: best test epoch of ${reference.epochs ?? '?'}), `
-  + `CPU backend, ${backend.threads} threads; data ${dataDir}; runs in ${workDir}`);
+  + `${backend.kind === 'cuda' ? 'CUDA backend' : `CPU backend, ${backend.threads} threads`}; data ${dataDir}; runs in ${workDir}`);
 
 const results = [];
 const started = performance.now();
@@ -140,7 +142,7 @@ console.log(`|---|---|---|---|---|---|---|---|`);
 for (const r of results) {
   console.log(`| ${r.data} | ${r.setup} | ${fmt(r.p1)} | ${fmt(r.p3)} | ${fmt(r.p5)} | ${r.ref ? r.ref.join(' / ') : '-'} | ${r.bestEpoch} / ${r.epochs} | ${fmtTime(r.seconds)} |`);
 }
-console.log(`\ntotal ${fmtTime(total)}; epoch cap ${epochs}; ${backend.threads} threads`);
+console.log(`\ntotal ${fmtTime(total)}; epoch cap ${epochs}; ${backend.kind === 'cuda' ? 'CUDA backend' : `CPU backend, ${backend.threads} threads`}`);
 
 let failed = 0;
 {
@@ -165,6 +167,6 @@ let failed = 0;
     if (!ok) failed++;
   }
 }
-if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ epochs, quick, threads: backend.threads, totalSeconds: total, results }, null, 2) + '\n');
+if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ epochs, quick, device: backend.kind, threads: backend.threads, totalSeconds: total, results }, null, 2) + '\n');
 if (!keep) rmSync(workDir, { recursive: true, force: true });
 process.exit(failed ? 1 : 0);
