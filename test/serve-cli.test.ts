@@ -21,7 +21,7 @@ import { connectServe } from '../src/serve/connect.js';
 import { loadServedShard } from '../src/serve/load.js';
 import { GATEWAY_SERVICE } from '../src/serve/protocol.js';
 import { ensureBuilt, haveNats, root, until } from './dist-helpers.js';
-import { bibtexTest, dataDir, f32, haveBibtex, sparseInput, trainBibtex, xmcPredict, type Predicted } from './serve-helpers.js';
+import { bibtexTest, dataDir, expectSamePrediction, haveBibtex, sparseInput, trainBibtex, xmcPredict, type Predicted } from './serve-helpers.js';
 
 describe('serve - micro-batcher', () => {
   it('serve - batches concurrent requests up to maxRows, waits at most maxWaitMs, answers in order', async () => {
@@ -175,8 +175,7 @@ run('serve - the xmc serve command', () => {
     const answers = await Promise.all(Array.from({ length: 16 }, (_, r) => predict([r])));
     answers.forEach((a, r) => {
       expect(a.status).toBe(200);
-      expect(a.body.predictions[0].labels).toEqual(expected[r].labels);
-      expect(f32(a.body.predictions[0].scores)).toEqual(f32(expected[r].scores));
+      expectSamePrediction(a.body.predictions[0], expected[r], `row ${r}`);
     });
 
     const health = await (await fetch(`${url}/healthz`)).json() as { shards: { shard: number; pid: number }[] };
@@ -220,8 +219,7 @@ run('serve - the xmc serve command', () => {
     for (let r = 0; r < n; r++) {
       const a = await fresh(url!, '/v1/predict', { inputs: [sparseInput(test, r)], k: 5 }, auth);
       expect(a.status).toBe(200);
-      expect(a.body.predictions[0].labels, `row ${r}`).toEqual(expected[r].labels);
-      expect(f32(a.body.predictions[0].scores), `row ${r}`).toEqual(f32(expected[r].scores));
+      expectSamePrediction(a.body.predictions[0], expected[r], `row ${r}`);
     }
     expect((await fresh(url!, '/v1/predict', { inputs: [sparseInput(test, 0)], k: 0 }, auth)).status).toBe(400);
     expect((await fresh(url!, '/v1/predict', { inputs: [sparseInput(test, 0)] })).status).toBe(401);

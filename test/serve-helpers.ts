@@ -4,6 +4,7 @@
  * request inputs, and `xmc predict` (the CLI, from dist/) on the same rows
  * for the answers to compare with.
  */
+import { expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -63,5 +64,20 @@ export function xmcPredict(args: string[]): Predicted[] {
   });
 }
 
-/** Scores as float32 (the service answers float32 values as JSON numbers; the file holds round-tripping decimals). */
-export const f32 = (xs: number[]): number[] => xs.map((x) => Math.fround(x));
+/**
+ * The service's answer for a row against `xmc predict`'s line: scores equal to float32 rounding (relative
+ * 1e-5: the service computes a row in a batch of other rows, and OpenBLAS may round a row differently with
+ * the batch around it: on AMD Zen kernels it did, 2026-12-04), labels equal except where two scores are
+ * that close (a swap of near ties; at the last place, with a label beyond `xmc predict`'s k).
+ */
+export function expectSamePrediction(got: Predicted, want: Predicted, what: string, tol = 1e-5): void {
+  expect(got.labels.length, `${what}: labels`).toBe(want.labels.length);
+  const near = (a: number, b: number) => Math.abs(a - b) <= tol * (1 + Math.abs(b));
+  for (let i = 0; i < want.labels.length; i++) {
+    expect(near(got.scores[i], want.scores[i]), `${what}: score ${i}: ${got.scores[i]} against ${want.scores[i]}`).toBe(true);
+    if (got.labels[i] === want.labels[i]) continue;
+    const j = want.labels.indexOf(got.labels[i]);
+    const tie = j >= 0 ? near(want.scores[j], want.scores[i]) : i === want.labels.length - 1;
+    expect(tie, `${what}: label ${i} is ${got.labels[i]}, xmc predict has ${want.labels[i]} (not a near tie)`).toBe(true);
+  }
+}

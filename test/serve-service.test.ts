@@ -15,7 +15,7 @@ import { connectServe } from '../src/serve/connect.js';
 import { GATEWAY_SERVICE, SHARD_SERVICE } from '../src/serve/protocol.js';
 import { startLocalService, type LocalService } from '../src/serve/service.js';
 import { ensureBuilt, haveNats } from './dist-helpers.js';
-import { bibtexTest, dataDir, denseInput, f32, haveBibtex, sparseInput, trainBibtex, xmcPredict, type Predicted } from './serve-helpers.js';
+import { bibtexTest, dataDir, denseInput, expectSamePrediction, haveBibtex, sparseInput, trainBibtex, xmcPredict, type Predicted } from './serve-helpers.js';
 
 const N = 48;
 const run = describe.skipIf(!haveNats || !haveBibtex);
@@ -75,8 +75,7 @@ run('serve - one host, workers in process', () => {
     }
     expect(got.length).toBe(N);
     for (let r = 0; r < N; r++) {
-      expect(got[r].labels, `row ${r}`).toEqual(expectedSparse[r].labels);
-      expect(f32(got[r].scores), `row ${r}`).toEqual(f32(expectedSparse[r].scores));
+      expectSamePrediction(got[r], expectedSparse[r], `row ${r}`);
     }
   });
 
@@ -84,8 +83,7 @@ run('serve - one host, workers in process', () => {
     const answers = await Promise.all([0, 16, 32].map((start) => post({ inputs: Array.from({ length: 16 }, (_, i) => denseInput(test, start + i)), k: 7 })));
     const got = answers.flatMap((a) => (expect(a.status).toBe(200), a.body.predictions as Predicted[]));
     for (let r = 0; r < N; r++) {
-      expect(got[r].labels, `row ${r}`).toEqual(expectedDense[r].labels);
-      expect(f32(got[r].scores), `row ${r}`).toEqual(f32(expectedDense[r].scores));
+      expectSamePrediction(got[r], expectedDense[r], `row ${r}`);
     }
   });
 
