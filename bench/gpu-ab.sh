@@ -5,7 +5,8 @@
 #   XMC_AB_VARIANTS="base=@.base-native g8= g4=-DXMC_GATHER_GROUP=4" \
 #   XMC_AB_BENCH="--batch 128 --no-unfused --no-torch" OUT=... bash bench/gpu-ab.sh
 # name=@DIR builds with DIR in place of native/ (e.g. the previous commit's, copied in
-# by hand); name=FLAGS builds the working tree with CUDAFLAGS=FLAGS. The builds run in
+# by hand); name=FLAGS builds the working tree with CUDAFLAGS=FLAGS (several flags joined by
+# commas: g4pf=-DXMC_INT8_GROUP=4,-DXMC_INT8_PREFETCH=1). The builds run in
 # parallel; then bench/gpu-bench.mjs runs once per variant, one after the other,
 # and the lines that carry figures are printed side by side.
 set -u
@@ -20,7 +21,7 @@ for v in ${XMC_AB_VARIANTS:-g8=}; do
   src=/tmp/ab-src-$name
   rm -rf "$src" && mkdir -p "$src"
   cp -r CMakeLists.txt package.json native "$src/" && ln -s "$root/node_modules" "$src/node_modules"
-  flags=$spec
+  flags=${spec//,/ }
   if [ "${spec#@}" != "$spec" ]; then rm -rf "$src/native" && cp -r "${spec#@}" "$src/native"; flags=; fi
   ( cd "$src" && CUDAFLAGS="$flags" XMC_CUDA=ON XMC_CUDA_ARCHS=90 CMAKE_BUILD_PARALLEL_LEVEL=6 \
       timeout 300 npx cmake-js compile --directory . --out build > "/tmp/ab-build-$name.log" 2>&1 ) &

@@ -343,8 +343,10 @@ const rowStarts = (rows: number, len: number) => Array.from({ length: rows + 1 }
 
 describe.skipIf(!HAVE_CUDA)('cuda ops - int8 top-k', () => {
   const int8 = HAVE_CUDA ? new CudaBackend({ int8TopK: true }) : null;
-  // B % 16 != 0 pads the byte rows; k > 8 keeps 16 candidates per thread; fan-in 19 leaves a partial group
-  for (const [B, I, L, k, fan] of [[64, 2048, 30_011, 5, 32], [37, 1000, 5003, 12, 19], [1, 50, 77, 3, 5]]) {
+  // B % 16 != 0 pads the byte rows; k > 8 keeps 16 candidates per thread; fan-in 19 leaves a partial group;
+  // B = 200 and 1100 take the kernel's 256- and 512-row chunks (1100: two whole chunks and a partial one)
+  for (const [B, I, L, k, fan] of [[64, 2048, 30_011, 5, 32], [37, 1000, 5003, 12, 19], [1, 50, 77, 3, 5],
+    [200, 3000, 10_007, 5, 32], [1100, 1024, 4099, 10, 24]]) {
     it(`ffiTopK with int8TopK ranks like the CPU backend on exactly representable inputs, and is close on others (B=${B}, k=${k}, fan-in ${fan})`, async () => {
       const r = rng();
       const x = int8Exact(r, rowStarts(B, I)), Wq = int8Exact(r, rowStarts(L, fan)), b = r.floats(L, 0.1), idx = randomFfiIdx(r, L, fan, I);
@@ -366,9 +368,9 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - int8 top-k', () => {
     });
   }
 
-  it('ffiTopK with int8TopK equals the CPU backend with int8TopK (its reference) on fresh random inputs', async () => {
+  for (const B of [48, 700]) it(`ffiTopK with int8TopK equals the CPU backend with int8TopK (its reference) on fresh random inputs (B=${B})`, async () => {
     const r = rng();
-    const B = 48, I = 1500, L = 20_011, k = 5, fan = 32;
+    const I = 1500, L = 20_011, k = 5, fan = 32;
     const cpuInt8 = createBackend('cpu', { threads: 4, int8TopK: true });
     const x = r.floats(B * I), W = r.floats(L * fan), b = r.floats(L, 0.1), idx = randomFfiIdx(r, L, fan, I);
     const top = (be: Backend) =>
@@ -381,7 +383,7 @@ describe.skipIf(!HAVE_CUDA)('cuda ops - int8 top-k', () => {
       expect(Math.abs(g.scores[i] - c.scores[i]), `position ${i}, seed ${SEED}`).toBeLessThan(1e-4 * (1 + Math.abs(c.scores[i])));
       if (g.labels[i] !== c.labels[i]) swapped++;
     }
-    expect(swapped, `labels that differ from the CPU's, seed ${SEED}`).toBeLessThanOrEqual(2);
+    expect(swapped, `labels that differ from the CPU's, seed ${SEED}`).toBeLessThanOrEqual(Math.max(2, Math.ceil(B * k / 1000)));
     expectNear(g.scores, c.scores, 1e-5, 'scores');
   });
 

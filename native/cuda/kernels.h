@@ -137,8 +137,9 @@ void rowsparse_loss_backward(const Launch& ctx, const RowSparseDev& rows, const 
                              float* dB);
 // Fused top-k of a row-sparse layer's output, k in [1, kMaxTopK = 16]: scores of label tiles and per-row
 // candidates in one kernel (no [B, chunk] scores), then the top k per row into out [B, k] (keys as in topk.cu,
-// labels local: 0..L-1). cand needs B * rowsparse_topk_candidates(...) keys.
-int64_t rowsparse_topk_candidates(int64_t L, int64_t k, int multiprocessors, int64_t* per_block);
+// labels local: 0..L-1). cand needs B * rowsparse_topk_candidates(...) keys (the same L, k, xT and B).
+int64_t rowsparse_topk_candidates(int64_t L, int64_t k, int multiprocessors, const GatherInput& xT, int64_t B,
+                                  int64_t* per_block);
 void rowsparse_topk(const Launch& ctx, const RowSparseDev& rows, const float* bias, GatherInput xT, int64_t B, int64_t I,
                     int64_t L, int64_t k, int multiprocessors, unsigned long long* cand, unsigned long long* out);
 constexpr int64_t kFusedTopKMaxK = 16;

@@ -213,76 +213,6 @@ __device__ __forceinline__ void label_scores_bf16_wide(DeviceStatus* st, const R
   }
 }
 
-// int8 inputs (top-k only, option int8TopK): xT [I, ld] bytes u = q + 128 with x[b, i] ~ s_b q, row
-// stride ld (a multiple of 16). A chunk row of one connection is 128 bytes, 8 lanes x 16 rows, so a
-// warp loads 4 connections at once (quarter = lane / 8 takes connections quarter, quarter + 4, ...).
-// A byte becomes the float 1 + u 2^-15 with one byte permute (exponent 0x7F, u in mantissa bits 8-15),
-// and fma(w, 1 + u 2^-15, -w) = w u 2^-15 is rounded once, so nothing is lost to cancellation;
-// score_b = s_b 2^15 (sum_j w_j u_j 2^-15 - 2^-8 sum_j w_j) = s_b sum_j w_j q_j.
-constexpr int kInt8Group = 8;  // loads in flight per lane: 4 * kInt8Group connections
-static_assert(32 % (4 * kInt8Group) == 0, "kInt8Group: a group must divide the 32 connections of a load");
-
-__device__ __forceinline__ void add16_int8(float a[16], float w, uint4 v) {
-  const uint32_t q[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-#pragma unroll
-    for (int b = 0; b < 4; ++b) {
-      const float x = __uint_as_float(__byte_perm(q[i], 0x3F800000u, 0x7604u | (b << 4)));  // 1 + u 2^-15
-      a[4 * i + b] += fmaf(w, x, -w);
-    }
-  }
-}
-
-// One label's scores (plus bias) for the chunk's rows [c0, c0 + nb) into out[0 .. nb). All lanes call it.
-__device__ __forceinline__ void label_scores_int8(DeviceStatus* st, const RowSparseDev& rows, const uint8_t* xT,
-                                                  int64_t ld, const float* scale, uint32_t I, int64_t e0, int64_t e1,
-                                                  int c0, int nb, int lane, float bias, float* out) {
-  const int quarter = lane >> 3, ql = lane & 7;
-  const int off = ql * 16 < nb ? ql * 16 : 0;  // lanes past the chunk read rows 0..15 and drop them
-  float a[16];
-#pragma unroll
-  for (int i = 0; i < 16; ++i) a[i] = 0.0f;
-  float wsum = 0.0f;
-  for (int64_t e = e0; e < e1; e += 32) {
-    float w;
-    uint32_t s;
-    load_connection(st, rows, e + lane, e1, I, w, s);
-    wsum += w;
-    const int n = (int)min64(32, e1 - e);
-    for (int j0 = 0; j0 < n; j0 += 4 * kInt8Group) {
-      float wj[kInt8Group];
-      uint4 v[kInt8Group];
-#pragma unroll
-      for (int u = 0; u < kInt8Group; ++u) {
-        const int j = j0 + 4 * u + quarter;
-        wj[u] = __shfl_sync(kFullMask, w, j);
-        v[u] = *reinterpret_cast<const uint4*>(xT + (int64_t)__shfl_sync(kFullMask, s, j) * ld + c0 + off);
-      }
-#pragma unroll
-      for (int u = 0; u < kInt8Group; ++u)
-        if (j0 + 4 * u + quarter < n) add16_int8(a, wj[u], v[u]);
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < 16; ++i) {
-    a[i] += __shfl_xor_sync(kFullMask, a[i], 8);
-    a[i] += __shfl_xor_sync(kFullMask, a[i], 16);
-  }
-  const float corr = warp_sum(wsum) * (1.0f / 256.0f);
-  // Every lane holds its 16 rows' sums; quarter q writes rows ql * 16 + 4q .. + 3.
-  float o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-  for (int qq = 0; qq < 4; ++qq)
-    if (quarter == qq)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) o[r] = a[4 * qq + r];
-  const int r0 = ql * 16 + 4 * quarter;
-#pragma unroll
-  for (int r = 0; r < 4; ++r)
-    if (r0 + r < nb) out[r0 + r] = scale[c0 + r0 + r] * 32768.0f * (o[r] - corr) + bias;
-}
-
 // One label's scores over its connections [e0, e1) for this lane's rows of the
 // batch chunk [c0, c0 + nb): acc[r] += sum_e W[e] * xT[src[e], row r] (rows
 // lane*4 + r with float4 gathers, else lane + 32 r), connections added in
@@ -633,7 +563,7 @@ template <bool kVec4, class T, int K>
 __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void topk_scores_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
                                                                const T* xT, int B, uint32_t I, int64_t L,
                                                                int64_t per_block, int k, unsigned long long* cand,
-                                                               int64_t per_row, const float* int8_scale, int64_t ld) {
+                                                               int64_t per_row) {
   XMC_RETURN_IF_FAILED(st);
   __shared__ __align__(16) float tile[kTopKTile][kChunk + kPad];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -649,19 +579,15 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void topk_scores_kernel(
       for (int t = warp; t < nl; t += kWarps) {
         const int64_t l = la + t;
         const float bl = bias ? bias[l] : 0.0f;
-        if constexpr (sizeof(T) == 1) {
-          label_scores_int8(st, rows, xT, ld, int8_scale, I, row_begin(rows, l), row_end(rows, l), c0, nb, lane, bl, tile[t]);
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        label_scores<kVec4, T>(st, rows, xT, B, I, row_begin(rows, l), row_end(rows, l), c0, nb, lane, acc);
+        if (kVec4) {
+          if (lane * 4 < nb)
+            *reinterpret_cast<float4*>(&tile[t][lane * 4]) = make_float4(acc[0] + bl, acc[1] + bl, acc[2] + bl, acc[3] + bl);
         } else {
-          float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-          label_scores<kVec4, T>(st, rows, xT, B, I, row_begin(rows, l), row_end(rows, l), c0, nb, lane, acc);
-          if (kVec4) {
-            if (lane * 4 < nb)
-              *reinterpret_cast<float4*>(&tile[t][lane * 4]) = make_float4(acc[0] + bl, acc[1] + bl, acc[2] + bl, acc[3] + bl);
-          } else {
 #pragma unroll
-            for (int r = 0; r < 4; ++r)
-              if (lane + 32 * r < nb) tile[t][lane + 32 * r] = acc[r] + bl;
-          }
+          for (int r = 0; r < 4; ++r)
+            if (lane + 32 * r < nb) tile[t][lane + 32 * r] = acc[r] + bl;
         }
       }
       __syncthreads();
@@ -690,6 +616,185 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void topk_scores_kernel(
     }
   }
 }
+
+// --- fused top-k over int8 inputs (the int8TopK option) -------------------------
+// xT [I, ld] bytes u = q + 128 with x[b, i] ~ s_b q (transpose_int8), ld a multiple of 16.
+// A warp computes one label's scores for a chunk of 32 R batch rows (R = 4, 8 or 16 bytes per
+// lane: the smallest chunk that holds the batch, at most 512 rows): lane takes rows lane R ..
+// lane R + R - 1 with one R-byte load per connection and sums the label's connections in order,
+// so no two lanes share a row and no sum crosses lanes. (The earlier layout, 8 lanes of 16 bytes
+// per connection and 4 connections per load, spent as many instructions on shuffles, cross-lane
+// sums and bookkeeping per 128-row chunk as on the arithmetic.)
+// A byte becomes the float 1 + u 2^-15 with one byte permute (exponent 0x7F, u in mantissa bits
+// 8-15), and fma(w, 1 + u 2^-15, -w) = w u 2^-15 is rounded once, so nothing is lost to
+// cancellation: score_b = s_b 2^15 (sum_j w_j u_j 2^-15 - 2^-8 sum_j w_j) + bias
+// = s_b sum_j w_j q_j + bias. (XMC_INT8_EXACT=0, an A/B knob: a += w (1 + u 2^-15), one instruction
+// fewer per byte, and sum_j w_j taken off at the end, losing up to 7 bits to cancellation.)
+// A block has R warps, 32 R threads: one per row of the chunk. The warps take the block's labels
+// R at a time (one each) into a shared tile [R labels][32 R rows] (float4 slots swizzled so that
+// the lanes' stores and the rows' reads meet no bank conflict); then each thread keeps its row's
+// top K keys in registers, as topk_scores_kernel does, and writes k of them per chunk:
+// cand [B, blocks * k] (rowsparse_topk_candidates).
+#ifndef XMC_INT8_EXACT
+#define XMC_INT8_EXACT 1
+#endif
+#ifndef XMC_INT8_GROUP
+#define XMC_INT8_GROUP 8
+#endif
+
+constexpr int kInt8Group = XMC_INT8_GROUP;  // connections whose loads are in flight at once
+static_assert(32 % kInt8Group == 0, "XMC_INT8_GROUP must divide 32");
+
+template <int R>
+__device__ __forceinline__ void load_bytes(const uint8_t* p, uint32_t q[R / 4]) {
+  if constexpr (R == 16) {
+    const uint4 v = *reinterpret_cast<const uint4*>(p);
+    q[0] = v.x, q[1] = v.y, q[2] = v.z, q[3] = v.w;
+  } else if constexpr (R == 8) {
+    const uint2 v = *reinterpret_cast<const uint2*>(p);
+    q[0] = v.x, q[1] = v.y;
+  } else {
+    q[0] = *reinterpret_cast<const uint32_t*>(p);
+  }
+}
+
+template <int R>
+__device__ __forceinline__ void add_bytes(float a[R], float w, const uint32_t q[R / 4]) {
+#pragma unroll
+  for (int i = 0; i < R / 4; ++i) {
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+      const float x = __uint_as_float(__byte_perm(q[i], 0x3F800000u, 0x7604u | (b << 4)));  // 1 + u 2^-15
+#if XMC_INT8_EXACT
+      a[4 * i + b] += fmaf(w, x, -w);
+#else
+      a[4 * i + b] = fmaf(w, x, a[4 * i + b]);
+#endif
+    }
+  }
+}
+
+// What the label sums take off at the end, from the sum of the label's weights: 2^-8 sum_j w_j (the
+// 128 of u = q + 128), and with XMC_INT8_EXACT=0 also sum_j w_j (the 1 of 1 + u 2^-15).
+__device__ __forceinline__ float int8_correction(float wsum) {
+  return XMC_INT8_EXACT ? wsum * (1.0f / 256.0f) : wsum * (1.0f + 1.0f / 256.0f);
+}
+
+// Float slot f (4 rows) of a tile row is stored at slot f ^ ((f >> 3) & (R / 4 - 1)): the 8 lanes of a
+// float4 store phase (slots 4L + i, R = 16) then cover 8 distinct bank groups, and 32 consecutive rows
+// still read 32 distinct banks (the swizzle permutes slots within aligned groups of 4).
+template <int R>
+__device__ __forceinline__ int tile_slot(int f) { return f ^ ((f >> 3) & (R / 4 - 1)); }
+
+__device__ __forceinline__ float key_floor_score(unsigned long long key) {  // NaN for key 0 (an empty slot)
+  const uint32_t ord = static_cast<uint32_t>(key >> 32);
+  return __uint_as_float((ord & 0x80000000u) ? (ord & 0x7FFFFFFFu) : ~ord);
+}
+
+// One group of kInt8Group connections (j0 .. j0 + kInt8Group - 1 of the 32 whose w, s the lanes hold): weights
+// broadcast and this lane's R bytes of each.
+template <int R>
+__device__ __forceinline__ void load_int8_group(const uint8_t* xc, int64_t ld, float w, uint32_t s, int j0,
+                                                float wj[kInt8Group], uint32_t q[kInt8Group][R / 4]) {
+#pragma unroll
+  for (int u = 0; u < kInt8Group; ++u) {
+    wj[u] = __shfl_sync(kFullMask, w, (j0 + u) & 31);
+    load_bytes<R>(xc + (int64_t)__shfl_sync(kFullMask, s, (j0 + u) & 31) * ld, q[u]);
+  }
+}
+
+// Label sums of the int8 kernel: a[r] = sum_j w_j u_j 2^-15 - 2^-8 sum_j w_j for this lane's rows r (xc: the
+// chunk's column of xT plus the lane's offset). All lanes call it.
+template <int R>
+__device__ __forceinline__ void int8_label_sums(DeviceStatus* st, const RowSparseDev& rows, const uint8_t* xc,
+                                                int64_t ld, uint32_t I, int64_t e0, int64_t e1, int lane, float a[R]) {
+#pragma unroll
+  for (int r = 0; r < R; ++r) a[r] = 0.0f;
+  float wsum = 0.0f;
+  for (int64_t e = e0; e < e1; e += 32) {
+    float w;
+    uint32_t s;
+    load_connection(st, rows, e + lane, e1, I, w, s);
+    wsum += w;
+    const int n = (int)min64(32, e1 - e);
+    for (int j0 = 0; j0 < n; j0 += kInt8Group) {
+      float wj[kInt8Group];
+      uint32_t q[kInt8Group][R / 4];
+      load_int8_group<R>(xc, ld, w, s, j0, wj, q);  // j0 + u < 32; past the row's end: w = 0, source 0
+#pragma unroll
+      for (int u = 0; u < kInt8Group; ++u) add_bytes<R>(a, wj[u], q[u]);  // w = 0 adds +0
+    }
+  }
+  const float corr = int8_correction(warp_sum(wsum));
+#pragma unroll
+  for (int r = 0; r < R; ++r) a[r] -= corr;
+}
+
+template <int R, int K>
+__global__ __launch_bounds__(32 * R) void topk_int8_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
+                                                          const uint8_t* xT, int64_t ld, const float* scale, int B,
+                                                          uint32_t I, int64_t L, int64_t per_block, int k,
+                                                          unsigned long long* cand, int64_t per_row) {
+  XMC_RETURN_IF_FAILED(st);
+  constexpr int kRows = 32 * R;                              // batch rows per chunk: one per thread
+  constexpr int kLabels = R;                                 // labels per tile: one per warp
+  __shared__ __align__(16) float tile[kLabels][kRows];
+  __shared__ float tile_bias[kLabels];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row = threadIdx.x;
+  const int row_at = tile_slot<R>(row >> 2) * 4 + (row & 3);  // where this thread's row sits in a tile row
+  const int64_t lb0 = (int64_t)blockIdx.x * per_block, lb1 = min64(L, lb0 + per_block);
+  for (int c0 = 0; c0 < B; c0 += kRows) {
+    const int nb = min(kRows, B - c0);
+    const int off = lane * R < nb ? lane * R : 0;  // lanes past the chunk read rows 0 .. R-1 and drop them
+    const float row_scale = row < nb ? scale[c0 + row] * 32768.0f : 0.0f;
+    unsigned long long keys[K];  // descending; 0 = empty
+#pragma unroll
+    for (int i = 0; i < K; ++i) keys[i] = 0ull;
+    float floor_score = key_floor_score(0ull);  // a score below the K-th key's cannot enter
+    const uint8_t* xc = xT + c0 + off;
+    for (int64_t la = lb0; la < lb1; la += kLabels) {
+      const int nl = (int)min64(kLabels, lb1 - la);
+      if (warp < nl) {
+        const int64_t l = la + warp;
+        float a[R];
+        int8_label_sums<R>(st, rows, xc, ld, I, row_begin(rows, l), row_end(rows, l), lane, a);
+        if (lane == 0) tile_bias[warp] = bias ? bias[l] : 0.0f;
+#pragma unroll
+        for (int i = 0; i < R / 4; ++i)
+          *reinterpret_cast<float4*>(&tile[warp][tile_slot<R>(lane * (R / 4) + i) * 4]) =
+              make_float4(a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]);
+      }
+      __syncthreads();
+      if (row < nb) {
+        for (int j = 0; j < nl; ++j) {
+          const float score = fmaf(row_scale, tile[j][row_at], tile_bias[j]);  // s_b 2^15 (sum - corr) + bias
+          if (score < floor_score) continue;  // false for a NaN floor (a free slot) or score: the full test
+          unsigned long long x = topk_key(score, static_cast<uint32_t>(la + j));
+          if (x <= keys[K - 1]) continue;
+#pragma unroll
+          for (int i = 0; i < K; ++i) {  // insertion into the descending list
+            if (x > keys[i]) {
+              const unsigned long long y = keys[i];
+              keys[i] = x;
+              x = y;
+            }
+          }
+          floor_score = key_floor_score(keys[K - 1]);
+        }
+      }
+      __syncthreads();
+    }
+    if (row < nb) {
+      unsigned long long* out = cand + (int64_t)(c0 + row) * per_row + (int64_t)blockIdx.x * k;
+#pragma unroll
+      for (int i = 0; i < K; ++i)
+        if (i < k) out[i] = keys[i];
+    }
+  }
+}
+
+// Bytes per lane of the int8 top-k for a batch of B rows: the smallest chunk (32 R rows) that holds it.
+int int8_lane_bytes(int64_t B) { return B <= 128 ? 4 : B <= 256 ? 8 : 16; }
 
 // One warp per row: the k largest of the row's n candidate keys -> out [B, k] (descending; 0 = empty).
 // Each lane keeps its K >= k best (K constant: registers, as topk_scores_kernel).
@@ -819,7 +924,47 @@ void rowsparse_loss_backward(const Launch& ctx, const RowSparseDev& rows, const 
     launch_loss_backward(ctx, (unsigned)blocks, rows, bias, L, I, static_cast<const float*>(xT.data), B, loss, dXT, dW, dB);
 }
 
-int64_t rowsparse_topk_candidates(int64_t L, int64_t k, int multiprocessors, int64_t* per_block) {
+namespace {
+
+// Blocks per multiprocessor that the int8 kernel keeps resident (a static per instantiation: the query is
+// a driver call).
+template <int R, int K>
+int int8_blocks_per_sm() {
+  static const int n = [] {
+    int blocks = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, topk_int8_kernel<R, K>, 32 * R, 0) != cudaSuccess) {
+      cudaGetLastError();  // not sticky: clear it
+      blocks = 1;
+    }
+    return std::max(1, blocks);
+  }();
+  return n;
+}
+
+int int8_resident_blocks(int64_t B, int64_t k) {
+  const bool wide = k > 8;
+  switch (int8_lane_bytes(B)) {
+    case 4: return wide ? int8_blocks_per_sm<4, kMaxTopK>() : int8_blocks_per_sm<4, 8>();
+    case 8: return wide ? int8_blocks_per_sm<8, kMaxTopK>() : int8_blocks_per_sm<8, 8>();
+    default: return wide ? int8_blocks_per_sm<16, kMaxTopK>() : int8_blocks_per_sm<16, 8>();
+  }
+}
+
+}  // namespace
+
+int64_t rowsparse_topk_candidates(int64_t L, int64_t k, int multiprocessors, const GatherInput& xT, int64_t B,
+                                  int64_t* per_block) {
+  if (xT.int8_scale) {
+    // one wave: every resident block gets an equal run of labels (whole tiles of R labels); each of its
+    // threads writes k keys per row
+    const int R = int8_lane_bytes(B);
+    const int64_t tile = R;  // labels per tile
+    const int64_t target = std::max<int64_t>(1, (int64_t)std::max(1, multiprocessors) * int8_resident_blocks(B, k));
+    int64_t pb = (L + target - 1) / target;
+    pb = std::max<int64_t>(tile, (pb + tile - 1) / tile * tile);
+    *per_block = pb;
+    return std::max<int64_t>(1, (L + pb - 1) / pb) * k;
+  }
   // about 4 blocks per multiprocessor, whole tiles of 64 labels each
   const int64_t target = std::max<int64_t>(1, 4 * (int64_t)multiprocessors);
   int64_t pb = (L + target - 1) / target;
@@ -829,29 +974,50 @@ int64_t rowsparse_topk_candidates(int64_t L, int64_t k, int multiprocessors, int
   return blocks * 2 * k;
 }
 
+namespace {
+
 template <class T, int K>
-static void launch_topk_scores(const Launch& ctx, unsigned blocks, const RowSparseDev& rows, const float* bias, const T* xT,
-                               int64_t B, int64_t I, int64_t L, int64_t per_block, int64_t k, unsigned long long* cand,
-                               int64_t per_row, const float* int8_scale = nullptr, int64_t ld = 0) {
-  if (sizeof(T) == 1 || B % 4 == 0)
-    topk_scores_kernel<true, T, K><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row, int8_scale, ld);
+void launch_topk_scores(const Launch& ctx, unsigned blocks, const RowSparseDev& rows, const float* bias, const T* xT,
+                        int64_t B, int64_t I, int64_t L, int64_t per_block, int64_t k, unsigned long long* cand,
+                        int64_t per_row) {
+  if (B % 4 == 0)
+    topk_scores_kernel<true, T, K><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row);
   else
-    topk_scores_kernel<false, T, K><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row, int8_scale, ld);
+    topk_scores_kernel<false, T, K><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row);
   check_launch(ctx.op, "rowsparse topk_scores_kernel");
 }
 
+template <int R, int K>
+void launch_topk_int8_rows(const Launch& ctx, unsigned blocks, const RowSparseDev& rows, const float* bias,
+                           const GatherInput& xT, int64_t B, int64_t I, int64_t L, int64_t per_block, int64_t k,
+                           unsigned long long* cand, int64_t per_row) {
+  topk_int8_kernel<R, K><<<blocks, 32 * R, 0, ctx.stream>>>(ctx.status, rows, bias, static_cast<const uint8_t*>(xT.data), xT.ld,
+                                                          xT.int8_scale, (int)B, (uint32_t)I, L, per_block, (int)k, cand, per_row);
+  check_launch(ctx.op, "rowsparse topk_int8_kernel");
+}
+
 template <int K>
-static void launch_topk(const Launch& ctx, const RowSparseDev& rows, const float* bias, GatherInput xT, int64_t B,
-                        int64_t I, int64_t L, int64_t k, int64_t per_block, int64_t per_row, unsigned long long* cand,
-                        unsigned long long* out) {
-  const int64_t blocks = per_row / (2 * k);
+void launch_topk_int8(const Launch& ctx, unsigned blocks, const RowSparseDev& rows, const float* bias, const GatherInput& xT,
+                      int64_t B, int64_t I, int64_t L, int64_t per_block, int64_t k, unsigned long long* cand,
+                      int64_t per_row) {
+  switch (int8_lane_bytes(B)) {
+    case 4: return launch_topk_int8_rows<4, K>(ctx, blocks, rows, bias, xT, B, I, L, per_block, k, cand, per_row);
+    case 8: return launch_topk_int8_rows<8, K>(ctx, blocks, rows, bias, xT, B, I, L, per_block, k, cand, per_row);
+    default: return launch_topk_int8_rows<16, K>(ctx, blocks, rows, bias, xT, B, I, L, per_block, k, cand, per_row);
+  }
+}
+
+template <int K>
+void launch_topk(const Launch& ctx, const RowSparseDev& rows, const float* bias, const GatherInput& xT, int64_t B,
+                 int64_t I, int64_t L, int64_t k, int64_t per_block, int64_t per_row, unsigned long long* cand,
+                 unsigned long long* out) {
   if (L > 0) {
     if (xT.int8_scale)
-      launch_topk_scores<uint8_t, K>(ctx, (unsigned)blocks, rows, bias, static_cast<const uint8_t*>(xT.data), B, I, L, per_block, k, cand, per_row, xT.int8_scale, xT.ld);
+      launch_topk_int8<K>(ctx, (unsigned)(per_row / k), rows, bias, xT, B, I, L, per_block, k, cand, per_row);
     else if (xT.bf16)
-      launch_topk_scores<uint16_t, K>(ctx, (unsigned)blocks, rows, bias, static_cast<const uint16_t*>(xT.data), B, I, L, per_block, k, cand, per_row);
+      launch_topk_scores<uint16_t, K>(ctx, (unsigned)(per_row / (2 * k)), rows, bias, static_cast<const uint16_t*>(xT.data), B, I, L, per_block, k, cand, per_row);
     else
-      launch_topk_scores<float, K>(ctx, (unsigned)blocks, rows, bias, static_cast<const float*>(xT.data), B, I, L, per_block, k, cand, per_row);
+      launch_topk_scores<float, K>(ctx, (unsigned)(per_row / (2 * k)), rows, bias, static_cast<const float*>(xT.data), B, I, L, per_block, k, cand, per_row);
   } else {
     check(cudaMemsetAsync(cand, 0, sizeof(unsigned long long) * B * per_row, ctx.stream), ctx.op, "cudaMemsetAsync");
   }
@@ -859,13 +1025,15 @@ static void launch_topk(const Launch& ctx, const RowSparseDev& rows, const float
   check_launch(ctx.op, "rowsparse topk_select_kernel");
 }
 
+}  // namespace
+
 void rowsparse_topk(const Launch& ctx, const RowSparseDev& rows, const float* bias, GatherInput xT, int64_t B, int64_t I,
                     int64_t L, int64_t k, int multiprocessors, unsigned long long* cand, unsigned long long* out) {
   if (B <= 0) return;
   if (k < 1 || k > kMaxTopK) throw CudaFailure(std::string(ctx.op) + ": the fused top-k takes k in [1, 16]");
   check_dims(ctx, B, I);
   int64_t per_block = 0;
-  const int64_t per_row = rowsparse_topk_candidates(L, k, multiprocessors, &per_block);
+  const int64_t per_row = rowsparse_topk_candidates(L, k, multiprocessors, xT, B, &per_block);
   if (k <= 8)
     launch_topk<8>(ctx, rows, bias, xT, B, I, L, k, per_block, per_row, cand, out);
   else

@@ -161,7 +161,7 @@ Napi::Value rowsparse_topk_op(const OpCall& call, const TopKPlan& p, const RowSp
     GatherScratch xT = topk_gather_input(call, x, p.B, I);
     int64_t per_block = 0;
     const int sms = call.device().multiprocessors();
-    const int64_t per_row = rowsparse_topk_candidates(p.L, p.k, sms, &per_block);
+    const int64_t per_row = rowsparse_topk_candidates(p.L, p.k, sms, xT.input, p.B, &per_block);
     std::shared_ptr<Buffer> cand = call.scratch(sizeof(Keys) * std::max<int64_t>(1, p.B * per_row));
     std::shared_ptr<Buffer> top = call.scratch(sizeof(Keys) * std::max<int64_t>(1, p.B * p.k));
     rowsparse_topk(call.launch(), rows, bias, xT.input, p.B, I, p.L, p.k, sms, static_cast<Keys*>(cand->data()),
