@@ -112,50 +112,93 @@ function rintEven(v: number): number {
   return f % 2 === 0 ? f : f + 1;
 }
 
-/** The int8TopK rounding in float32 arithmetic: per row s = max|x| / 127, x' = clamp(rint(x / s)) * s; null for a
- * row with a NaN or an infinity. */
-function int8Rows(x: Float32Array, B: number, I: number): { xq: Float32Array; nanRows: boolean[] } {
-  const xq = new Float32Array(B * I), nanRows: boolean[] = [];
+/** int8TopK's input rows: q = clamp(rint(x / s_b), -127, 127) with s_b = max|x| / 127 in float32 (NaN for a row
+ * holding a NaN or an infinity, whose q are 0). */
+function int8Rows(x: Float32Array, B: number, I: number): { q: Int8Array; scale: Float32Array } {
+  const q = new Int8Array(B * I), scale = new Float32Array(B);
   for (let b = 0; b < B; b++) {
     let m = 0, finite = true;
     for (let i = 0; i < I; i++) {
       const a = Math.abs(x[b * I + i]);
       if (!Number.isFinite(a)) finite = false; else m = Math.max(m, a);
     }
-    nanRows.push(!finite);
     const s = Math.fround(Math.fround(m) / 127);
-    for (let i = 0; i < I; i++) {
-      const q = finite && s > 0 ? Math.min(127, Math.max(-127, rintEven(Math.fround(x[b * I + i] / s)))) : 0;
-      xq[b * I + i] = Math.fround(q * s);
+    scale[b] = finite ? s : NaN;
+    for (let i = 0; i < I; i++) q[b * I + i] = finite && s > 0 ? Math.min(127, Math.max(-127, rintEven(Math.fround(x[b * I + i] / s)))) : 0;
+  }
+  return { q, scale };
+}
+
+/** A label's weight scale 2^e: the smallest e with max|w| <= 32639 2^e (native/common/int8_topk.h). */
+function int8WeightScale(m: number, finite: boolean): number {
+  if (!finite) return NaN;
+  if (!(m > 0)) return 0;
+  let E = Math.ceil(Math.log2(m));  // then exactly: 2^(E-1) <= m < 2^E
+  while (m >= 2 ** E) E++;
+  while (m < 2 ** (E - 1)) E--;
+  let e = E - 15;
+  if (m > 32639 * 2 ** e) e++;
+  return 2 ** e;
+}
+
+/**
+ * The int8TopK scores written out independently of the C++ (native/common/int8_topk.h): weights as
+ * W16 = 256 hi + lo, exact integer sums, float(256 acc_hi + acc_lo) 2^e, fma(s_b, v, bias) (float64 then
+ * float32: double rounding would differ from the fma only on an exact float32 midpoint).
+ */
+function int8Scores(x: Float32Array, B: number, I: number, L: number, begin: (l: number) => number, end: (l: number) => number,
+  src: ArrayLike<number>, W: Float32Array, bias: Float32Array): Float32Array {
+  const { q, scale } = int8Rows(x, B, I);
+  const out = new Float32Array(B * L);
+  for (let l = 0; l < L; l++) {
+    let m = 0, finite = true;
+    for (let e = begin(l); e < end(l); e++) {
+      if (!Number.isFinite(W[e])) finite = false; else m = Math.max(m, Math.abs(W[e]));
+    }
+    const ls = int8WeightScale(m, finite);
+    for (let b = 0; b < B; b++) {
+      let hiSum = 0, loSum = 0;
+      for (let e = begin(l); e < end(l); e++) {
+        const w16 = ls > 0 ? Math.min(32639, Math.max(-32639, rintEven(W[e] / ls))) : 0;
+        const hi = Math.floor((w16 + 128) / 256), lo = w16 - 256 * hi;
+        hiSum += q[b * I + src[e]] * hi;
+        loSum += q[b * I + src[e]] * lo;
+      }
+      const v = Math.fround(Math.fround(256 * hiSum + loSum) * ls);
+      out[b * L + l] = Math.fround(scale[b] * v + bias[l]);
     }
   }
-  return { xq, nanRows };
+  return out;
 }
 
 describe('ops - int8 top-k (CPU reference of the CUDA int8TopK)', () => {
   const int8 = createBackend('cpu', { threads: 3, int8TopK: true });
 
   for (const [B, I, L, k, fan] of [[5, 300, 997, 5, 7], [1, 40, 61, 16, 3], [3, 64, 200, 12, 32]]) {
-    it(`ffiTopK with int8TopK equals the float32 top-k of the inputs rounded to int8 per row (B=${B}, L=${L}, k=${k})`, async () => {
+    it(`ffiTopK with int8TopK equals the int8 arithmetic written out in JS, and is close to float32 (B=${B}, L=${L}, k=${k})`, async () => {
       const r = rng();
       const x = r.floats(B * I), W = r.floats(L * fan), b = r.floats(L, 0.1), idx = randomFfiIdx(r, L, fan, I);
-      const { xq } = int8Rows(x, B, I);
-      const top = (backend: typeof be, input: Float32Array) =>
-        backend.ffiTopK(backend.fromArray(input, [B, I]), backend.fromArray(W, [L, fan]), backend.fromArray(idx, [L, fan]), backend.fromArray(b), k);
-      const [got, ref] = await Promise.all([top(int8, x), top(be, xq)]);
+      const got = await int8.ffiTopK(int8.fromArray(x, [B, I]), int8.fromArray(W, [L, fan]), int8.fromArray(idx, [L, fan]), int8.fromArray(b), k);
+      const ref = sortTopK(int8Scores(x, B, I, L, (l) => l * fan, (l) => (l + 1) * fan, idx, W, b), B, L, k);
       expect(Array.from(got.labels), `seed ${SEED}`).toEqual(Array.from(ref.labels));
       expect(Array.from(got.scores)).toEqual(Array.from(ref.scores));
+      // close to the float32 top-k: the rounding of inputs to 8 bits and weights to 16 bits
+      const plain = await be.ffiTopK(be.fromArray(x, [B, I]), be.fromArray(W, [L, fan]), be.fromArray(idx, [L, fan]), be.fromArray(b), k);
+      let diff = 0, norm = 0;
+      for (let i = 0; i < B * k; i++) diff += Math.abs(got.scores[i] - plain.scores[i]), norm += Math.abs(plain.scores[i]);
+      expect(diff / norm, `relative difference of the top-${k} scores to float32, seed ${SEED}`).toBeLessThan(0.02);
     });
   }
 
-  it('sparseTopK with int8TopK equals the float32 top-k of the rounded inputs; k > 16 is not rounded (as on CUDA)', async () => {
+  it('sparseTopK with int8TopK equals the int8 arithmetic written out in JS; k > 16 is not rounded (as on CUDA)', async () => {
     const r = rng();
     const B = 4, I = 50, L = 300, k = 7;
     const csr = randomCsr(r, L, I, 900);
     const x = r.floats(B * I), W = r.floats(900), b = r.floats(L, 0.1);
     const top = (backend: typeof be, input: Float32Array, kk: number) =>
       backend.sparseTopK(backend.fromArray(input, [B, I]), backend.fromArray(csr.rowPtr), backend.fromArray(csr.col), backend.fromArray(W), backend.fromArray(b), kk);
-    const [got, ref] = await Promise.all([top(int8, x, k), top(be, int8Rows(x, B, I).xq, k)]);
+    const got = await top(int8, x, k);
+    const ref = sortTopK(int8Scores(x, B, I, L, (l) => csr.rowPtr[l], (l) => csr.rowPtr[l + 1], csr.col, W, b), B, L, k);
     expect(Array.from(got.labels)).toEqual(Array.from(ref.labels));
     expect(Array.from(got.scores)).toEqual(Array.from(ref.scores));
     const [big, plain] = await Promise.all([top(int8, x, 17), top(be, x, 17)]);

@@ -3,11 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define XMC_HD __host__ __device__
-#else
-#define XMC_HD
-#endif
+#include "hd.h"
 
 namespace xmc::common {
 

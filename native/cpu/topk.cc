@@ -23,18 +23,21 @@
 //
 // Option int8TopK of the backend (the reference of the CUDA kernels' int8 top-k):
 // with k <= 16 (the CUDA fused top-k's range, where the option applies there),
-// ffiTopK and sparseTopK first round each input row to s_b q, q = rint(x / s_b)
-// clamped to [-127, 127], s_b = max |x[b, :]| / 127, in float32 as the CUDA
-// transpose_int8 does; a row holding a NaN or an infinity scores NaN for every
-// label (reported as -Infinity, labels in order).
+// ffiTopK and sparseTopK score by the integer arithmetic of
+// native/common/int8_topk.h: each input row rounded to q = rint(x / s_b) clamped
+// to [-127, 127], s_b = max |x[b, :]| / 127 (as the CUDA transpose_int8 does),
+// each label's weights to 16 bits with a power-of-two scale, exact integer sums;
+// the CUDA kernel computes the same integers and gives the same scores bit for
+// bit. A row holding a NaN or an infinity scores NaN for every label (reported
+// as -Infinity, labels in order).
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <optional>
 #include <vector>
 
 #include "rowsparse.h"
 #include "common/dense_args.h"
+#include "common/int8_topk.h"
 
 namespace xmc::cpu {
 namespace {
@@ -183,9 +186,9 @@ Napi::Value DenseTopK(const Napi::CallbackInfo& info) {
                       });
 }
 
-// x [B, I] rounded per row to int8 values times the row's scale (option int8TopK, see the top); nan_row[b]:
-// row b holds a NaN or an infinity (its values are left 0).
-void quantize_int8_rows(ThreadPool& pool, const float* x, int64_t B, int64_t I, float* out, std::vector<char>& nan_row) {
+// The int8 inputs: qT [I, B] (transposed: a label's connection reads one contiguous run of the batch) and
+// the row scales s_b (NaN for a row holding a NaN or an infinity: every score of the row is then NaN).
+void quantize_int8_rows(ThreadPool& pool, const float* x, int64_t B, int64_t I, int8_t* qT, float* scale) {
   pool.parallel_for(B, 1, [&](int64_t b0, int64_t b1, int) {
     for (int64_t b = b0; b < b1; ++b) {
       const float* row = x + b * I;
@@ -196,12 +199,44 @@ void quantize_int8_rows(ThreadPool& pool, const float* x, int64_t B, int64_t I, 
         finite = finite && a <= std::numeric_limits<float>::max();
         m = std::fmax(m, a);
       }
-      nan_row[b] = !finite;
       const float s = m / 127.0f;
+      scale[b] = finite ? s : std::numeric_limits<float>::quiet_NaN();
       for (int64_t i = 0; i < I; ++i) {
         const float q = finite && s > 0.0f ? std::fmin(std::fmax(std::rint(row[i] / s), -127.0f), 127.0f) : 0.0f;
-        out[b * I + i] = q * s;
+        qT[i * B + b] = static_cast<int8_t>(q);
       }
+    }
+  });
+}
+
+// int8 scores of labels [l0, l1): out[b * ldo + (l - l0)] (native/common/int8_topk.h).
+void int8_scores(ThreadPool& pool, const RowSparse& rows, const float* bias, const int8_t* qT, const float* scale,
+                 int64_t B, int64_t l0, int64_t l1, float* out, int64_t ldo) {
+  pool.parallel_for(l1 - l0, 16, [&](int64_t t0, int64_t t1, int) {
+    std::vector<int32_t> acc_hi(static_cast<size_t>(B)), acc_lo(static_cast<size_t>(B));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t l = l0 + t, e0 = rows.begin(l), e1 = rows.end(l);
+      float m = 0.0f;
+      bool finite = true;
+      for (int64_t e = e0; e < e1; ++e) {
+        const float a = std::fabs(rows.weight[e]);
+        finite = finite && a <= std::numeric_limits<float>::max();
+        m = std::fmax(m, a);
+      }
+      const float label_scale = int8_weight_scale(m, finite);
+      std::fill(acc_hi.begin(), acc_hi.end(), 0);
+      std::fill(acc_lo.begin(), acc_lo.end(), 0);
+      for (int64_t e = e0; e < e1; ++e) {
+        int hi, lo;
+        int8_weight_bytes(rows.weight[e], label_scale, hi, lo);
+        const int8_t* col = qT + static_cast<int64_t>(rows.src[e]) * B;
+        for (int64_t b = 0; b < B; ++b) {
+          acc_hi[b] += col[b] * hi;
+          acc_lo[b] += col[b] * lo;
+        }
+      }
+      const float bl = bias ? bias[l] : 0.0f;
+      for (int64_t b = 0; b < B; ++b) out[b * ldo + t] = int8_score(acc_hi[b], acc_lo[b], label_scale, scale[b], bl);
     }
   });
 }
@@ -209,23 +244,24 @@ void quantize_int8_rows(ThreadPool& pool, const float* x, int64_t B, int64_t I, 
 // Chunked top-k of a row-sparse layer (FFI or CSR): `validate` runs first. int8: the int8TopK option.
 void rowsparse_topk(ThreadPool& pool, const std::shared_ptr<Allocator>& alloc, TopKHeaps& heaps, const RowSparse& rows,
                     const float* bias, const float* x, int64_t B, int64_t I, int64_t L, int64_t chunk, bool int8) {
-  std::vector<char> nan_row;
-  std::optional<Scratch> quantized;
-  if (int8 && heaps.k() <= kInt8TopKMaxK) {
-    nan_row.assign(static_cast<size_t>(B), 0);
-    quantized.emplace(alloc, sizeof(float) * std::max<int64_t>(1, B * I));
-    quantize_int8_rows(pool, x, B, I, quantized->as<float>(), nan_row);
-    x = quantized->as<float>();
-  }
-  TransposedInput xT(pool, alloc, x, B, I);
   const int64_t C = std::min(chunk, std::max<int64_t>(L, 1));
   Scratch block(alloc, sizeof(float) * B * C);
+  if (int8 && heaps.k() <= kInt8TopKMaxK) {
+    Scratch qT(alloc, std::max<int64_t>(1, B * I));
+    std::vector<float> scale(static_cast<size_t>(B));
+    quantize_int8_rows(pool, x, B, I, qT.as<int8_t>(), scale.data());
+    for (int64_t l0 = 0; l0 < L; l0 += C) {
+      const int64_t n = std::min(C, L - l0);
+      int8_scores(pool, rows, bias, qT.as<int8_t>(), scale.data(), B, l0, l0 + n, block.as<float>(), n);
+      offer_block(pool, heaps, block.as<float>(), B, n, n, l0);
+    }
+    return;
+  }
+  TransposedInput xT(pool, alloc, x, B, I);
   for (int64_t l0 = 0; l0 < L; l0 += C) {
     const int64_t n = std::min(C, L - l0);
     float* s = block.as<float>();
     rowsparse_forward(pool, alloc, rows, bias, xT.data(), B, l0, l0 + n, s, n);
-    for (int64_t b = 0; b < static_cast<int64_t>(nan_row.size()); ++b)
-      if (nan_row[b]) std::fill(s + b * n, s + (b + 1) * n, std::numeric_limits<float>::quiet_NaN());
     offer_block(pool, heaps, s, B, n, n, l0);
   }
 }

@@ -12,8 +12,8 @@
 //   transpose_bf16: the same, stored as bfloat16 (round to nearest even)
 //   int8_row_scales(x [B, I]) -> scale [B]: s_b = max_i |x[b, i]| / 127 (0 for a zero row,
 //                                   NaN when the row holds a NaN or an infinity)
-//   transpose_int8(x, scale) -> xT [I, ld] bytes: xT[i, b] = clamp(rint(x[b, i] / s_b), -127, 127) + 128
-//                                   (offset binary; 128 where s_b is 0 or NaN and in the padding
+//   transpose_int8(x, scale) -> xT [I, ld] bytes: xT[i, b] = clamp(rint(x[b, i] / s_b), -127, 127)
+//                                   as a signed byte (0 where s_b is 0 or NaN and in the padding
 //                                   columns b in [B, ld))
 //
 // Layout: flat arrays of n 4-byte elements; grid-stride loops, one element
@@ -121,12 +121,12 @@ __global__ void row_scales_kernel(const DeviceStatus* st, const float* x, int64_
 }
 
 __device__ __forceinline__ uint8_t quantize_int8(float v, float s) {
-  if (!(s > 0.0f)) return 128;  // a zero row, or a row with NaN / infinity (its scale is NaN)
+  if (!(s > 0.0f)) return 0;  // a zero row, or a row with NaN / infinity (its scale is NaN)
   const float q = fminf(fmaxf(rintf(v / s), -127.0f), 127.0f);
-  return static_cast<uint8_t>(static_cast<int>(q) + 128);
+  return static_cast<uint8_t>(static_cast<int8_t>(q));  // two's complement
 }
 
-// x [rows, cols] -> xT [cols, ld] bytes (columns rows .. ld - 1 filled with 128), 32 x 32 tiles.
+// x [rows, cols] -> xT [cols, ld] bytes (columns rows .. ld - 1 filled with 0), 32 x 32 tiles.
 __global__ void transpose_int8_kernel(const DeviceStatus* st, const float* x, const float* scale, int64_t rows,
                                       int64_t cols, int64_t ld, uint8_t* xT) {
   XMC_RETURN_IF_FAILED(st);
@@ -140,7 +140,7 @@ __global__ void transpose_int8_kernel(const DeviceStatus* st, const float* x, co
     __syncthreads();
     for (int j = threadIdx.y; j < 32; j += 8) {
       const int64_t c = c0 + j, r = r0 + threadIdx.x;
-      if (r < ld && c < cols) xT[c * ld + r] = r < rows ? quantize_int8(tile[threadIdx.x][j], scale[r]) : 128;
+      if (r < ld && c < cols) xT[c * ld + r] = r < rows ? quantize_int8(tile[threadIdx.x][j], scale[r]) : 0;
     }
     __syncthreads();
   }

@@ -81,7 +81,7 @@ void transpose(const Launch& ctx, const float* x, int64_t rows, int64_t cols, fl
 // The same, stored as bfloat16 bits (the upper half of the float32, rounded to nearest even).
 void transpose_bf16(const Launch& ctx, const float* x, int64_t rows, int64_t cols, uint16_t* xT, bool relu = false);
 // int8 inputs of the fused top-k (the int8TopK option): per-row scales s_b = max |x[b, :]| / 127, then
-// xT [cols, ld] bytes = rint(x / s_b) + 128 (offset binary), padding columns 128.
+// xT [cols, ld] signed bytes = clamp(rint(x / s_b), -127, 127), padding columns 0.
 void int8_row_scales(const Launch& ctx, const float* x, int64_t rows, int64_t cols, float* scale);
 void transpose_int8(const Launch& ctx, const float* x, const float* scale, int64_t rows, int64_t cols, int64_t ld,
                     uint8_t* xT);

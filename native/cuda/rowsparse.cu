@@ -55,6 +55,7 @@
 #include <string>
 
 #include "common.cuh"
+#include "common/int8_topk.h"
 
 namespace xmc::cuda {
 namespace {
@@ -618,32 +619,28 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void topk_scores_kernel(
 }
 
 // --- fused top-k over int8 inputs (the int8TopK option) -------------------------
-// xT [I, ld] bytes u = q + 128 with x[b, i] ~ s_b q (transpose_int8), ld a multiple of 16.
+// The arithmetic of native/common/int8_topk.h: inputs xT [I, ld] as signed bytes q (transpose_int8,
+// ld a multiple of 16), each label's weights rounded to 16 bits with a power-of-two scale and split
+// into signed bytes hi, lo, and exact int32 sums of q hi and q lo by __dp4a, four connections at a
+// time; the CPU backend's int8 reference computes the same integers, so the two agree bit for bit.
 // A warp computes one label's scores for a chunk of 32 R batch rows (R = 4, 8 or 16 bytes per
 // lane: the smallest chunk that holds the batch, at most 512 rows): lane takes rows lane R ..
-// lane R + R - 1 with one R-byte load per connection and sums the label's connections in order,
-// so no two lanes share a row and no sum crosses lanes. (The earlier layout, 8 lanes of 16 bytes
-// per connection and 4 connections per load, spent as many instructions on shuffles, cross-lane
-// sums and bookkeeping per 128-row chunk as on the arithmetic.)
-// A byte becomes the float 1 + u 2^-15 with one byte permute (exponent 0x7F, u in mantissa bits
-// 8-15), and fma(w, 1 + u 2^-15, -w) = w u 2^-15 is rounded once, so nothing is lost to
-// cancellation: score_b = s_b 2^15 (sum_j w_j u_j 2^-15 - 2^-8 sum_j w_j) + bias
-// = s_b sum_j w_j q_j + bias. (XMC_INT8_EXACT=0, an A/B knob: a += w (1 + u 2^-15), one instruction
-// fewer per byte, and sum_j w_j taken off at the end, losing up to 7 bits to cancellation.)
+// lane R + R - 1, one R-byte load per connection, so no two lanes share a row and no sum crosses
+// lanes. The loads of 4 connections are transposed with byte permutes (8 per 16 bytes) into words
+// that hold one row's bytes of the 4 connections, the layout __dp4a multiplies with the 4
+// connections' packed weight bytes: per 4 connections and 4 rows, 8 permutes and 8 dp4a where the
+// float version (each byte made a float 1 + u 2^-15 and fma(w, x, -w) added) took 48 instructions.
 // A block has R warps, 32 R threads: one per row of the chunk. The warps take the block's labels
-// R at a time (one each) into a shared tile [R labels][32 R rows] (float4 slots swizzled so that
-// the lanes' stores and the rows' reads meet no bank conflict); then each thread keeps its row's
-// top K keys in registers, as topk_scores_kernel does, and writes k of them per chunk:
-// cand [B, blocks * k] (rowsparse_topk_candidates).
-#ifndef XMC_INT8_EXACT
-#define XMC_INT8_EXACT 1
+// R at a time (one each) into a shared tile [R labels][32 R rows] of float(256 acc_hi + acc_lo) 2^e_l
+// (float4 slots swizzled so that the lanes' stores and the rows' reads meet no bank conflict); then
+// each thread scores its row, fma(s_b, tile, bias), keeps its top K keys in registers, as
+// topk_scores_kernel does, and writes k of them per chunk: cand [B, blocks * k]
+// (rowsparse_topk_candidates).
+#ifndef XMC_INT8_QUADS
+#define XMC_INT8_QUADS 2
 #endif
-#ifndef XMC_INT8_GROUP
-#define XMC_INT8_GROUP 8
-#endif
-
-constexpr int kInt8Group = XMC_INT8_GROUP;  // connections whose loads are in flight at once
-static_assert(32 % kInt8Group == 0, "XMC_INT8_GROUP must divide 32");
+constexpr int kInt8Quads = XMC_INT8_QUADS;  // groups of 4 connections whose loads are in flight at once
+static_assert(32 % (4 * kInt8Quads) == 0, "XMC_INT8_QUADS must divide 8");
 
 template <int R>
 __device__ __forceinline__ void load_bytes(const uint8_t* p, uint32_t q[R / 4]) {
@@ -658,26 +655,79 @@ __device__ __forceinline__ void load_bytes(const uint8_t* p, uint32_t q[R / 4]) 
   }
 }
 
-template <int R>
-__device__ __forceinline__ void add_bytes(float a[R], float w, const uint32_t q[R / 4]) {
-#pragma unroll
-  for (int i = 0; i < R / 4; ++i) {
-#pragma unroll
-    for (int b = 0; b < 4; ++b) {
-      const float x = __uint_as_float(__byte_perm(q[i], 0x3F800000u, 0x7604u | (b << 4)));  // 1 + u 2^-15
-#if XMC_INT8_EXACT
-      a[4 * i + b] += fmaf(w, x, -w);
-#else
-      a[4 * i + b] = fmaf(w, x, a[4 * i + b]);
-#endif
-    }
-  }
+// Words v0..v3 hold 4 rows' bytes of connections 0..3; t[r] gets row r's bytes of the 4 connections
+// (connection c in byte c).
+__device__ __forceinline__ void transpose_bytes(uint32_t v0, uint32_t v1, uint32_t v2, uint32_t v3, uint32_t t[4]) {
+  const uint32_t a = __byte_perm(v0, v1, 0x5140), b = __byte_perm(v0, v1, 0x7362);  // rows 0, 1 | rows 2, 3 of v0, v1
+  const uint32_t c = __byte_perm(v2, v3, 0x5140), d = __byte_perm(v2, v3, 0x7362);
+  t[0] = __byte_perm(a, c, 0x5410);
+  t[1] = __byte_perm(a, c, 0x7632);
+  t[2] = __byte_perm(b, d, 0x5410);
+  t[3] = __byte_perm(b, d, 0x7632);
 }
 
-// What the label sums take off at the end, from the sum of the label's weights: 2^-8 sum_j w_j (the
-// 128 of u = q + 128), and with XMC_INT8_EXACT=0 also sum_j w_j (the 1 of 1 + u 2^-15).
-__device__ __forceinline__ float int8_correction(float wsum) {
-  return XMC_INT8_EXACT ? wsum * (1.0f / 256.0f) : wsum * (1.0f + 1.0f / 256.0f);
+// One label's values float(256 acc_hi + acc_lo) 2^e_l for this lane's rows r (xc: the chunk's column of
+// xT plus the lane's offset). All lanes call it.
+template <int R>
+__device__ __forceinline__ void int8_label_values(DeviceStatus* st, const RowSparseDev& rows, const uint8_t* xc,
+                                                  int64_t ld, uint32_t I, int64_t e0, int64_t e1, int lane, float v[R]) {
+  // the label's scale, from its largest |w| (rows of more than 32 connections read theirs twice)
+  float w;
+  uint32_t s;
+  load_connection(st, rows, e0 + lane, e1, I, w, s);
+  float m = fabsf(w);
+  bool finite = m <= 3.402823466e38f;  // false for NaN and infinity
+  for (int64_t e = e0 + 32; e < e1; e += 32) {
+    float w2;
+    uint32_t s2;
+    load_connection(st, rows, e + lane, e1, I, w2, s2);
+    m = fmaxf(m, fabsf(w2));
+    finite = finite && fabsf(w2) <= 3.402823466e38f;
+  }
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(kFullMask, m, o));
+  const float scale = int8_weight_scale(m, __all_sync(kFullMask, finite));
+  int acc_hi[R], acc_lo[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc_hi[r] = 0, acc_lo[r] = 0;
+  for (int64_t e = e0; e < e1; e += 32) {
+    if (e != e0) load_connection(st, rows, e + lane, e1, I, w, s);
+    int hi, lo;
+    int8_weight_bytes(w, scale, hi, lo);  // 0 past the row's end (w = 0)
+    // quad q's packed weight bytes (connection 4q + c in byte c), in every lane of the quad
+    uint32_t hw = static_cast<uint32_t>(hi & 0xFF) << (8 * (lane & 3)), lw = static_cast<uint32_t>(lo & 0xFF) << (8 * (lane & 3));
+    hw |= __shfl_xor_sync(kFullMask, hw, 1);
+    lw |= __shfl_xor_sync(kFullMask, lw, 1);
+    hw |= __shfl_xor_sync(kFullMask, hw, 2);
+    lw |= __shfl_xor_sync(kFullMask, lw, 2);
+    const int n = (int)min64(32, e1 - e);
+    for (int j0 = 0; j0 < n; j0 += 4 * kInt8Quads) {  // j0 + 4 kInt8Quads <= 32
+      uint32_t x[kInt8Quads][4][R / 4];
+      int hq[kInt8Quads], lq[kInt8Quads];
+#pragma unroll
+      for (int g = 0; g < kInt8Quads; ++g) {
+        const int j = j0 + 4 * g;
+        hq[g] = static_cast<int>(__shfl_sync(kFullMask, hw, j));
+        lq[g] = static_cast<int>(__shfl_sync(kFullMask, lw, j));
+#pragma unroll
+        for (int c = 0; c < 4; ++c) load_bytes<R>(xc + (int64_t)__shfl_sync(kFullMask, s, j + c) * ld, x[g][c]);
+      }
+#pragma unroll
+      for (int g = 0; g < kInt8Quads; ++g) {
+#pragma unroll
+        for (int i = 0; i < R / 4; ++i) {
+          uint32_t t[4];
+          transpose_bytes(x[g][0][i], x[g][1][i], x[g][2][i], x[g][3][i], t);
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            acc_hi[4 * i + r] = __dp4a(static_cast<int>(t[r]), hq[g], acc_hi[4 * i + r]);
+            acc_lo[4 * i + r] = __dp4a(static_cast<int>(t[r]), lq[g], acc_lo[4 * i + r]);
+          }
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) v[r] = static_cast<float>(256 * static_cast<int64_t>(acc_hi[r]) + acc_lo[r]) * scale;
 }
 
 // Float slot f (4 rows) of a tile row is stored at slot f ^ ((f >> 3) & (R / 4 - 1)): the 8 lanes of a
@@ -689,45 +739,6 @@ __device__ __forceinline__ int tile_slot(int f) { return f ^ ((f >> 3) & (R / 4 
 __device__ __forceinline__ float key_floor_score(unsigned long long key) {  // NaN for key 0 (an empty slot)
   const uint32_t ord = static_cast<uint32_t>(key >> 32);
   return __uint_as_float((ord & 0x80000000u) ? (ord & 0x7FFFFFFFu) : ~ord);
-}
-
-// One group of kInt8Group connections (j0 .. j0 + kInt8Group - 1 of the 32 whose w, s the lanes hold): weights
-// broadcast and this lane's R bytes of each.
-template <int R>
-__device__ __forceinline__ void load_int8_group(const uint8_t* xc, int64_t ld, float w, uint32_t s, int j0,
-                                                float wj[kInt8Group], uint32_t q[kInt8Group][R / 4]) {
-#pragma unroll
-  for (int u = 0; u < kInt8Group; ++u) {
-    wj[u] = __shfl_sync(kFullMask, w, (j0 + u) & 31);
-    load_bytes<R>(xc + (int64_t)__shfl_sync(kFullMask, s, (j0 + u) & 31) * ld, q[u]);
-  }
-}
-
-// Label sums of the int8 kernel: a[r] = sum_j w_j u_j 2^-15 - 2^-8 sum_j w_j for this lane's rows r (xc: the
-// chunk's column of xT plus the lane's offset). All lanes call it.
-template <int R>
-__device__ __forceinline__ void int8_label_sums(DeviceStatus* st, const RowSparseDev& rows, const uint8_t* xc,
-                                                int64_t ld, uint32_t I, int64_t e0, int64_t e1, int lane, float a[R]) {
-#pragma unroll
-  for (int r = 0; r < R; ++r) a[r] = 0.0f;
-  float wsum = 0.0f;
-  for (int64_t e = e0; e < e1; e += 32) {
-    float w;
-    uint32_t s;
-    load_connection(st, rows, e + lane, e1, I, w, s);
-    wsum += w;
-    const int n = (int)min64(32, e1 - e);
-    for (int j0 = 0; j0 < n; j0 += kInt8Group) {
-      float wj[kInt8Group];
-      uint32_t q[kInt8Group][R / 4];
-      load_int8_group<R>(xc, ld, w, s, j0, wj, q);  // j0 + u < 32; past the row's end: w = 0, source 0
-#pragma unroll
-      for (int u = 0; u < kInt8Group; ++u) add_bytes<R>(a, wj[u], q[u]);  // w = 0 adds +0
-    }
-  }
-  const float corr = int8_correction(warp_sum(wsum));
-#pragma unroll
-  for (int r = 0; r < R; ++r) a[r] -= corr;
 }
 
 template <int R, int K>
@@ -746,7 +757,7 @@ __global__ __launch_bounds__(32 * R) void topk_int8_kernel(DeviceStatus* st, Row
   for (int c0 = 0; c0 < B; c0 += kRows) {
     const int nb = min(kRows, B - c0);
     const int off = lane * R < nb ? lane * R : 0;  // lanes past the chunk read rows 0 .. R-1 and drop them
-    const float row_scale = row < nb ? scale[c0 + row] * 32768.0f : 0.0f;
+    const float row_scale = row < nb ? scale[c0 + row] : 0.0f;
     unsigned long long keys[K];  // descending; 0 = empty
 #pragma unroll
     for (int i = 0; i < K; ++i) keys[i] = 0ull;
@@ -757,7 +768,7 @@ __global__ __launch_bounds__(32 * R) void topk_int8_kernel(DeviceStatus* st, Row
       if (warp < nl) {
         const int64_t l = la + warp;
         float a[R];
-        int8_label_sums<R>(st, rows, xc, ld, I, row_begin(rows, l), row_end(rows, l), lane, a);
+        int8_label_values<R>(st, rows, xc, ld, I, row_begin(rows, l), row_end(rows, l), lane, a);
         if (lane == 0) tile_bias[warp] = bias ? bias[l] : 0.0f;
 #pragma unroll
         for (int i = 0; i < R / 4; ++i)
@@ -767,7 +778,7 @@ __global__ __launch_bounds__(32 * R) void topk_int8_kernel(DeviceStatus* st, Row
       __syncthreads();
       if (row < nb) {
         for (int j = 0; j < nl; ++j) {
-          const float score = fmaf(row_scale, tile[j][row_at], tile_bias[j]);  // s_b 2^15 (sum - corr) + bias
+          const float score = fmaf(row_scale, tile[j][row_at], tile_bias[j]);  // int8_score (native/common/int8_topk.h)
           if (score < floor_score) continue;  // false for a NaN floor (a free slot) or score: the full test
           unsigned long long x = topk_key(score, static_cast<uint32_t>(la + j));
           if (x <= keys[K - 1]) continue;
