@@ -198,9 +198,10 @@ export interface BackendOptions {
   bf16Gathers?: boolean;
   /**
    * Inference only: ffiTopK / sparseTopK with k <= 16 use the input quantized to int8 with one scale per input row
-   * (max |x| / 127). CUDA: the fused top-k gathers the bytes (a quarter of the float32 gather traffic; weights stay
-   * float32). CPU: the same rounding, then the float32 top-k, as the reference of the CUDA kernel and to measure
-   * what the rounding costs in accuracy (not faster). On the A670K benchmark model the CUDA kernel found 98% of the
+   * (max |x| / 127) and each label's weights rounded to 16 bits with a power-of-two scale, and sum exact integers
+   * (native/common/int8_topk.h). CUDA: the fused top-k gathers the bytes (a quarter of the float32 gather traffic)
+   * and multiplies with dp4a. CPU: the same integers, so the same scores bit for bit, as the reference of the CUDA
+   * kernel and to measure what the rounding costs in accuracy (not faster). On the A670K benchmark model the CUDA kernel found 98% of the
    * float32 top-5 labels. A row with a NaN or an infinity scores NaN for every label (ranked last). Training ops are
    * unaffected; on CUDA it takes precedence over bf16Gathers for the top-k. Default false.
    */
