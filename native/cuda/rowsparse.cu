@@ -557,6 +557,20 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kerne
 constexpr int kTopKTile = 64;
 static_assert(kThreads == 2 * kChunk, "topk_scores_kernel: two threads per row of a batch chunk");
 
+// Inserts x into the descending list keys[K] of a thread's best keys (the last one drops out): an unrolled
+// pass, so that the list stays in registers (K a template constant).
+template <int K>
+__device__ __forceinline__ void insert_key(unsigned long long (&keys)[K], unsigned long long x) {
+#pragma unroll
+  for (int i = 0; i < K; ++i) {
+    if (x > keys[i]) {
+      const unsigned long long y = keys[i];
+      keys[i] = x;
+      x = y;
+    }
+  }
+}
+
 // Each thread keeps a sorted list of its K >= k best keys (K a template constant, so the list
 // stays in registers: with a runtime k the compiler indexed it in local memory); the floor a new
 // key must beat is the K-th, and the first k go out.
@@ -597,14 +611,7 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void topk_scores_kernel(
         for (int j = half * (kTopKTile / 2); j < j1; ++j) {
           unsigned long long x = topk_key(tile[j][row], static_cast<uint32_t>(la + j));
           if (x <= keys[K - 1]) continue;
-#pragma unroll
-          for (int i = 0; i < K; ++i) {  // insertion into the descending list
-            if (x > keys[i]) {
-              const unsigned long long y = keys[i];
-              keys[i] = x;
-              x = y;
-            }
-          }
+          insert_key(keys, x);
         }
       }
       __syncthreads();
@@ -782,14 +789,7 @@ __global__ __launch_bounds__(32 * R) void topk_int8_kernel(DeviceStatus* st, Row
           if (score < floor_score) continue;  // false for a NaN floor (a free slot) or score: the full test
           unsigned long long x = topk_key(score, static_cast<uint32_t>(la + j));
           if (x <= keys[K - 1]) continue;
-#pragma unroll
-          for (int i = 0; i < K; ++i) {  // insertion into the descending list
-            if (x > keys[i]) {
-              const unsigned long long y = keys[i];
-              keys[i] = x;
-              x = y;
-            }
-          }
+          insert_key(keys, x);
           floor_score = key_floor_score(keys[K - 1]);
         }
       }
@@ -822,14 +822,7 @@ __global__ __launch_bounds__(kThreads) void topk_select_kernel(const DeviceStatu
   for (int64_t i = lane; i < n; i += 32) {
     unsigned long long x = cand[b * n + i];
     if (x <= keys[K - 1]) continue;
-#pragma unroll
-    for (int j = 0; j < K; ++j) {
-      if (x > keys[j]) {
-        const unsigned long long y = keys[j];
-        keys[j] = x;
-        x = y;
-      }
-    }
+    insert_key(keys, x);
   }
   // k rounds: the warp's largest head wins and is popped by its lane (keys are distinct, except 0).
   for (int r = 0; r < k; ++r) {
