@@ -23,6 +23,18 @@
 
 namespace xmc {
 
+// The running max |v| and whether every v was finite: what the scales are made from (a row of x, a
+// label's weights).
+struct AbsMax {
+  float m = 0.0f;
+  bool finite = true;
+  XMC_HD void add(float v) {
+    const float a = fabsf(v);
+    finite = finite && a <= 3.402823466e38f;  // false for NaN and infinity
+    m = fmaxf(m, a);
+  }
+};
+
 // Largest |W16|: 127 * 256 + 127, so that hi = (W16 + 128) >> 8 stays within a signed byte.
 constexpr int kInt8WeightMax = 32639;
 

@@ -192,17 +192,12 @@ void quantize_int8_rows(ThreadPool& pool, const float* x, int64_t B, int64_t I, 
   pool.parallel_for(B, 1, [&](int64_t b0, int64_t b1, int) {
     for (int64_t b = b0; b < b1; ++b) {
       const float* row = x + b * I;
-      float m = 0.0f;
-      bool finite = true;
+      AbsMax am;
+      for (int64_t i = 0; i < I; ++i) am.add(row[i]);
+      const float s = am.m / 127.0f;
+      scale[b] = am.finite ? s : std::numeric_limits<float>::quiet_NaN();
       for (int64_t i = 0; i < I; ++i) {
-        const float a = std::fabs(row[i]);
-        finite = finite && a <= std::numeric_limits<float>::max();
-        m = std::fmax(m, a);
-      }
-      const float s = m / 127.0f;
-      scale[b] = finite ? s : std::numeric_limits<float>::quiet_NaN();
-      for (int64_t i = 0; i < I; ++i) {
-        const float q = finite && s > 0.0f ? std::fmin(std::fmax(std::rint(row[i] / s), -127.0f), 127.0f) : 0.0f;
+        const float q = am.finite && s > 0.0f ? std::fmin(std::fmax(std::rint(row[i] / s), -127.0f), 127.0f) : 0.0f;
         qT[i * B + b] = static_cast<int8_t>(q);
       }
     }
@@ -216,14 +211,9 @@ void int8_scores(ThreadPool& pool, const RowSparse& rows, const float* bias, con
     std::vector<int32_t> acc_hi(static_cast<size_t>(B)), acc_lo(static_cast<size_t>(B));
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t l = l0 + t, e0 = rows.begin(l), e1 = rows.end(l);
-      float m = 0.0f;
-      bool finite = true;
-      for (int64_t e = e0; e < e1; ++e) {
-        const float a = std::fabs(rows.weight[e]);
-        finite = finite && a <= std::numeric_limits<float>::max();
-        m = std::fmax(m, a);
-      }
-      const float label_scale = int8_weight_scale(m, finite);
+      AbsMax am;
+      for (int64_t e = e0; e < e1; ++e) am.add(rows.weight[e]);
+      const float label_scale = int8_weight_scale(am.m, am.finite);
       std::fill(acc_hi.begin(), acc_hi.end(), 0);
       std::fill(acc_lo.begin(), acc_lo.end(), 0);
       for (int64_t e = e0; e < e1; ++e) {

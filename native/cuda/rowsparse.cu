@@ -959,10 +959,9 @@ int int8_resident_blocks(int64_t B, int64_t k) {
 int64_t rowsparse_topk_candidates(int64_t L, int64_t k, int multiprocessors, const GatherInput& xT, int64_t B,
                                   int64_t* per_block) {
   if (xT.int8_scale) {
-    // one wave: every resident block gets an equal run of labels (whole tiles of R labels); each of its
-    // threads writes k keys per row
-    const int R = int8_lane_bytes(B);
-    const int64_t tile = R;  // labels per tile
+    // one wave: every resident block gets an equal run of labels (whole tiles of R labels, one per warp);
+    // each of its threads writes k keys per row
+    const int64_t tile = int8_lane_bytes(B);
     const int64_t target = std::max<int64_t>(1, (int64_t)std::max(1, multiprocessors) * int8_resident_blocks(B, k));
     int64_t pb = (L + target - 1) / target;
     pb = std::max<int64_t>(tile, (pb + tile - 1) / tile * tile);
