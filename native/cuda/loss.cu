@@ -173,7 +173,7 @@ __global__ void label_bitmap_kernel(const DeviceStatus* st, const uint32_t* lp, 
     }
     const int64_t local = static_cast<int64_t>(ids[e]) - offset;
     if (local < 0 || local >= L) continue;
-    atomicOr(bits + lo * words + local / 32, 1u << (local % 32));
+    atomicOr(bits + (local / 32) * B + lo, 1u << (local % 32));
   }
 }
 

@@ -34,7 +34,7 @@
 // warp takes labels warp, warp + 8 * blocks, ...: rowsparse_loss_backward_blocks). Per batch
 // chunk of 128 rows the warp computes its label's scores as the forward does
 // (lane = 4 rows), then in registers the loss and its gradient g[b] against
-// y[b, l] (a bit of the batch's label bitmap, [B, ceil(L/32)] words), then
+// y[b, l] (a bit of the batch's label bitmap, [ceil(L/32), B] words), then
 // dB and, only when some g[b] != 0, dW and the dX scatter as the backward
 // does. Squared hinge has g = 0 wherever a negative's score is below -1 (most
 // of them once training is under way), so the backward's gathers and atomics
@@ -454,11 +454,15 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kerne
       const bool first = c0 == 0;
       // Forward: this lane's rows of the label's scores.
       // The targets' bitmap words first: their loads are in flight while the scores are gathered.
+      // Word-major bitmap: the chunk's words of this label are contiguous (one 16-byte load per lane).
       uint32_t ywords[4];
+      const uint32_t* yw = loss.bits + word * B + c0;
+      if (kVec4) {
+        const uint4 q = lane * 4 < nb ? *reinterpret_cast<const uint4*>(yw + lane * 4) : make_uint4(0u, 0u, 0u, 0u);
+        ywords[0] = q.x, ywords[1] = q.y, ywords[2] = q.z, ywords[3] = q.w;
+      } else {
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int b = kVec4 ? lane * 4 + r : lane + 32 * r;
-        ywords[r] = b < nb ? loss.bits[(int64_t)(c0 + b) * loss.words + word] : 0u;
+        for (int r = 0; r < 4; ++r) ywords[r] = lane + 32 * r < nb ? yw[lane + 32 * r] : 0u;
       }
       float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
       if constexpr (kCache) {
