@@ -21,6 +21,7 @@
 #include <string>
 
 #include "common.cuh"
+#include "common/int8_topk.h"
 
 namespace xmc::cuda {
 namespace {
@@ -99,13 +100,10 @@ __global__ void transpose_kernel(const DeviceStatus* st, const float* x, int64_t
 __global__ void row_scales_kernel(const DeviceStatus* st, const float* x, int64_t cols, float* scale) {
   XMC_RETURN_IF_FAILED(st);
   const float* row = x + (int64_t)blockIdx.x * cols;
-  float m = 0.0f;
-  bool finite = true;
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
-    const float a = fabsf(row[i]);
-    finite &= a <= 3.402823466e38f;  // false for NaN and infinity
-    m = fmaxf(m, a);
-  }
+  AbsMax am;  // native/common/int8_topk.h, as the CPU reference
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) am.add(row[i]);
+  float m = am.m;
+  const bool finite = am.finite;
   __shared__ float s_max[32];
   __shared__ int s_finite[32];
   for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(kFullMask, m, o));

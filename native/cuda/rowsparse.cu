@@ -686,17 +686,17 @@ __device__ __forceinline__ void int8_label_values(DeviceStatus* st, const RowSpa
   float w;
   uint32_t s;
   load_connection(st, rows, e0 + lane, e1, I, w, s);
-  float m = fabsf(w);
-  bool finite = m <= 3.402823466e38f;  // false for NaN and infinity
+  AbsMax am;
+  am.add(w);
   for (int64_t e = e0 + 32; e < e1; e += 32) {
     float w2;
     uint32_t s2;
     load_connection(st, rows, e + lane, e1, I, w2, s2);
-    m = fmaxf(m, fabsf(w2));
-    finite = finite && fabsf(w2) <= 3.402823466e38f;
+    am.add(w2);
   }
+  float m = am.m;
   for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(kFullMask, m, o));
-  const float scale = int8_weight_scale(m, __all_sync(kFullMask, finite));
+  const float scale = int8_weight_scale(m, __all_sync(kFullMask, am.finite));
   int acc_hi[R], acc_lo[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) acc_hi[r] = 0, acc_lo[r] = 0;
