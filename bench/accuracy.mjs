@@ -5,7 +5,10 @@
 // (parsed from its table, not copied here), with the time each run took.
 //
 //   npm run bench:accuracy [-- --quick] [--data bibtex,delicious] [--setups dense,ffi,...]
-//                          [--epochs N] [--threads T] [--device cpu|cuda|auto] [--keep DIR] [--json FILE]
+//                          [--epochs N] [--threads T] [--device cpu|cuda|auto] [--tf32] [--bf16-gathers]
+//                          [--keep DIR] [--json FILE]
+// --tf32 and --bf16-gathers: the CUDA backend's options of the same names (as `xmc train`), to check what
+// they cost in accuracy.
 //
 // Protocol (the trainer's defaults): rows L2-normalised, input dropout 0.1,
 // squared hinge loss, Adam lr 1e-3, batch 32, fan-in 32, intermediate 4096
@@ -57,6 +60,14 @@ const jsonOut = arg('json');
 const device = arg('device', 'cpu');
 if (!['cpu', 'cuda', 'auto'].includes(device)) { console.error(`bench/accuracy: --device must be cpu, cuda or auto, got ${device}`); process.exit(2); }
 for (const s of setups) if (!SETUPS.includes(s)) { console.error(`bench/accuracy: unknown setup ${s}`); process.exit(2); }
+const gpuOptions = {
+  ...(process.argv.includes('--tf32') ? { tf32: true } : {}),
+  ...(process.argv.includes('--bf16-gathers') ? { bf16Gathers: true } : {}),
+};
+if (device === 'cpu' && Object.keys(gpuOptions).length > 0) {
+  console.error('bench/accuracy: --tf32 and --bf16-gathers are CUDA options: add --device cuda');
+  process.exit(2);
+}
 
 const dataDir = resolve(root, '..', 'shared', 'data');
 if (!existsSync(join(dataDir, 'README.md'))) {
@@ -93,12 +104,12 @@ function parseReference(text) {
 const reference = parseReference(readFileSync(join(dataDir, 'README.md'), 'utf8'));
 
 const workDir = keep ? resolve(keep) : mkdtempSync(join(tmpdir(), 'xmc-bench-accuracy-'));
-const backend = createBackend(device, threads === undefined ? {} : { threads });
+const backend = createBackend(device, { ...(threads === undefined ? {} : { threads }), ...gpuOptions });
 const fmt = (v) => (v === undefined ? '-' : v.toFixed(2));
 const fmtTime = (s) => (s >= 60 ? `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${s.toFixed(1)}s`);
 
 console.log(`bench/accuracy: ${quick ? 'QUICK (CI) ' : ''}epoch cap ${epochs} (reference runs: best test epoch of ${reference.epochs ?? '?'}), `
-  + `${backend.kind === 'cuda' ? 'CUDA backend' : `CPU backend, ${backend.threads} threads`}; data ${dataDir}; runs in ${workDir}`);
+  + `${backend.kind === 'cuda' ? `CUDA backend${Object.keys(gpuOptions).length ? ` (${Object.keys(gpuOptions).join(', ')})` : ''}` : `CPU backend, ${backend.threads} threads`}; data ${dataDir}; runs in ${workDir}`);
 
 const results = [];
 const started = performance.now();
