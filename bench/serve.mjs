@@ -125,8 +125,11 @@ if (F === 1836 && existsSync(join(dataDir, 'bibtex_test.txt'))) {
     bodies.push(JSON.stringify({ inputs: [{ indices: Array.from(t.indices.subarray(s, e)), values: Array.from(t.values.subarray(s, e)) }], k: 5 }));
   }
 } else {
-  let seed = 7;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+  // The project's xoshiro128**: the LCG written here before (seed * 1103515245 in floating point, not exact
+  // past 2^53) cycled within a few hundred draws, so the 256 bodies repeated each other.
+  const { Xoshiro128 } = await import(dist('src', 'data', 'random.js'));
+  const rng = new Xoshiro128(7);
+  const rand = () => rng.nextFloat() * 2 - 1;
   for (let i = 0; i < 256; i++) bodies.push(JSON.stringify({ inputs: [Array.from({ length: F }, () => Number(rand().toFixed(4)))], k: 5 }));
 }
 
