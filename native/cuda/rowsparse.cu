@@ -41,9 +41,11 @@
 // are skipped for every label with no gradient in the chunk; a label with a
 // gradient in at most kSparseRows rows visits only those rows (lane j =
 // connection j: one load of hT and one atomic per row) instead of gathering
-// whole 128-row runs of hT per connection. With bf16 gathers and B % 8 == 0
-// a label of at most 32 connections also keeps its gathered runs in shared
-// memory (8.5 KiB per warp) and its backward reads them there. The [B, L]
+// whole 128-row runs of hT per connection. A build knob (XMC_LOSS_CACHE=1,
+// off by default) makes a label of at most 32 connections keep its gathered
+// bf16 runs in shared memory (8.5 KiB per warp) for its backward to read
+// there: it was 3% slower on a proper random model (docs/PERFORMANCE.md,
+// sixth session), its 68 KiB per block taken from L1. The [B, L]
 // scores never exist; per-block loss sums go to `partial` (double) and are
 // reduced by loss_reduce in a fixed order.
 //
@@ -138,7 +140,7 @@ constexpr int kBackwardGroup = XMC_BACKWARD_GROUP;  // label_backward's group (i
 constexpr bool kBf16Wide = XMC_BF16_WIDE != 0;
 constexpr int kFusedMinBlocks = XMC_FUSED_MIN_BLOCKS;
 #ifndef XMC_LOSS_CACHE
-#define XMC_LOSS_CACHE 1
+#define XMC_LOSS_CACHE 0
 #endif
 constexpr bool kUseCache = XMC_LOSS_CACHE != 0;  // the fused loss kernel's gather cache (bf16 gathers)
 static_assert(kGroup >= 1 && 32 % (2 * kGroup) == 0, "XMC_GATHER_GROUP must divide 16");
