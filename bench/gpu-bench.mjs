@@ -38,7 +38,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Xoshiro128 } from '../dist/src/data/random.js';
+import { BenchData, distinctSources } from '../dist/bench/bench-data.js';
 import { createBackend } from '../dist/src/native/index.js';
 
 const args = process.argv.slice(2);
@@ -81,18 +81,11 @@ const cfg = {
 };
 const here = dirname(fileURLToPath(import.meta.url));
 
-// The project's xoshiro128** (src/data/random.ts, tested against reference vectors). Until 2026-12-04 this
-// was a hand-written xorshift on 32-bit words with 64-bit shift constants, whose period from this seed was
-// 8,190 draws: the benchmark's model had at most 8,190 distinct FFI sources (of 65,536) and 1,365 distinct
-// rows of W1, which kept the gathered rows of hT in L2 and inflated every figure measured before that date.
-const rng = new Xoshiro128(0x9e3779b9);
-const rand = () => rng.nextFloat();
-const normal = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-const floats = (n, scale) => {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (rand() * 2 - 1) * scale;
-  return a;
-};
+// Synthetic data from one seeded xoshiro128** stream (bench/bench-data.ts; until 2026-12-04 a hand-written
+// generator with a period of 8,190 draws, which left 57,346 of the 65,536 units unused as sources and
+// inflated every figure measured before that date: docs/PERFORMANCE.md).
+const data = new BenchData();
+const floats = (n, scale) => data.floats(n, scale);
 const median = (a) => {
   const s = [...a].sort((p, q) => p - q);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -102,38 +95,13 @@ const mib = (b) => (b / 2 ** 20).toFixed(1);
 // --- parameters (host copies, so that a second backend can load the same model) ---
 const { input: D, hidden: H, labels: L, fanin: K } = cfg;
 const t0 = performance.now();
-const idxHost = new Uint32Array(L * K);
-for (let l = 0; l < L; l++) {
-  const row = idxHost.subarray(l * K, (l + 1) * K);
-  for (let j = 0; j < K; j++) {
-    let s;
-    do s = Math.floor(rand() * H);
-    while (row.subarray(0, j).includes(s));
-    row[j] = s;
-  }
-}
-const host = { W1: floats(H * D, Math.sqrt(6 / D)), W2: floats(L * K, Math.sqrt(3 / K)), idx: idxHost };
-const batchesHost = new Map(cfg.batches.map((B) => [B, Array.from({ length: 4 }, () => {
-  const ptr = new Uint32Array(B + 1), ids = new Uint32Array(B * cfg.labelsPerRow);
-  for (let b = 0; b < B; b++) {
-    ptr[b + 1] = ptr[b] + cfg.labelsPerRow;
-    for (let j = 0; j < cfg.labelsPerRow; j++) ids[b * cfg.labelsPerRow + j] = Math.floor(rand() * L);
-  }
-  const x = new Float32Array(B * D);
-  for (let i = 0; i < x.length; i++) x[i] = normal() / Math.sqrt(D);
-  return { x, ptr, ids };
-})]));
-// How many of the H intermediate units feed some label: a check on the generator (a short-period one once
-// left 8,190 of 65,536 in use, and the gathers in L2).
-const distinctSources = (() => {
-  const used = new Uint8Array(Math.max(1, H));
-  let n = 0;
-  for (const s of idxHost) if (!used[s]) { used[s] = 1; n++; }
-  return n;
-})();
+const host = data.ffiModel({ input: D, hidden: H, labels: L, fanin: K });
+const batchesHost = new Map(cfg.batches.map((B) => [B, Array.from({ length: 4 }, () => data.batch(B, D, L, cfg.labelsPerRow))]));
+// How many of the H intermediate units feed some label: a check on the data (see above).
+const sourcesUsed = distinctSources(host.idx, H);
 console.log(presetName === 'dense-670k'
   ? `model ${presetName}: dense ${D} -> ${L} labels, BCE (host data in ${((performance.now() - t0) / 1000).toFixed(1)} s)`
-  : `model ${presetName}: ${D} -> ${H} ReLU -> FFI k=${K} -> ${L} labels, ${distinctSources} of ${H} units used as sources (host data in ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  : `model ${presetName}: ${D} -> ${H} ReLU -> FFI k=${K} -> ${L} labels, ${sourcesUsed} of ${H} units used as sources (host data in ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
 
 async function loadModel(be) {
   const param = (data, shape) => {
