@@ -85,7 +85,6 @@ const here = dirname(fileURLToPath(import.meta.url));
 // generator with a period of 8,190 draws, which left 57,346 of the 65,536 units unused as sources and
 // inflated every figure measured before that date: docs/PERFORMANCE.md).
 const data = new BenchData();
-const floats = (n, scale) => data.floats(n, scale);
 const median = (a) => {
   const s = [...a].sort((p, q) => p - q);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -300,7 +299,7 @@ async function benchBackend(be, label, batches) {
 }
 
 const inferBatches = (B) => [...new Set([B, ...opt('topk-batch', '').split(',').filter(Boolean).map(Number)])];
-const inferenceInputs = (Bt) => Array.from({ length: 3 }, () => floats(Bt * D, 1 / Math.sqrt(D)));
+const inferenceInputs = (Bt) => Array.from({ length: 3 }, () => data.floats(Bt * D, 1 / Math.sqrt(D)));
 
 /** One inference batch enqueued: features written, dense + ReLU, fused top-k (a promise of the result). */
 function inferOnce(be, model, { x, h, topk, chunk }, input) {
@@ -399,7 +398,7 @@ async function benchDense(be, label, batches) {
   const info = be.info();
   results.device = info;
   console.log(`\n[${label}] device: ${info.name}, cuBLAS ${info.cublas}, TF32 ${info.tf32}`);
-  const W = floats(L * D, Math.sqrt(6 / (D + L)));
+  const W = data.floats(L * D, Math.sqrt(6 / (D + L)));
   for (const B of batches) {
     const param = (data, shape) => ({ p: be.fromArray(data, shape), g: be.tensor('float32', shape), m: be.tensor('float32', shape), v: be.tensor('float32', shape) });
     const Wp = param(W, [L, D]), bp = param(new Float32Array(L), [L]);
