@@ -121,8 +121,7 @@ void rowsparse_backward(const Launch& ctx, const RowSparseDev& rows, int64_t L, 
 // The fused loss of rowsparse_loss_backward: targets as a bitmap (label_bitmap), the loss kind and scale,
 // and where each block's loss sum goes (double [rowsparse_loss_backward_blocks(L)]).
 struct FusedLossDev {
-  const uint32_t* bits;  // [words, B], word-major: bit l % 32 of bits[(l / 32) * B + b] is y[b, l]
-  int64_t words;         // ceil(L / 32)
+  const uint32_t* bits;  // [ceil(L / 32), B], word-major: bit l % 32 of bits[(l / 32) * B + b] is y[b, l]
   bool bce;
   float scale;           // 1 / (B * normaliser)
   double* partial;
@@ -162,11 +161,11 @@ struct LossArgs {
 // Scratch the loss needs (bytes), given B, L and nids.
 size_t loss_scratch_bytes(int64_t B, int64_t L, int64_t nids);
 void loss_forward(const Launch& ctx, const LossArgs& a, void* scratch);
-// bits [words, B] (word-major, must be zero) |= y of the batch's labels: bit (id - offset) % 32 of
+// bits [ceil(L / 32), B] (word-major, must be zero) |= y of the batch's labels: bit (id - offset) % 32 of
 // bits[((id - offset) / 32) * B + b] for every id of row b in [offset, offset + L). Word-major so that the fused
 // loss kernel reads a label's words for a run of rows as one coalesced load. Run after check_label_ptr.
 void label_bitmap(const Launch& ctx, const uint32_t* label_ptr, const uint32_t* label_ids, int64_t B, int64_t nids,
-                  int64_t offset, int64_t L, uint32_t* bits, int64_t words);
+                  int64_t offset, int64_t L, uint32_t* bits);
 // loss[0] = inv * (sum of partial[0..n)), summed in a fixed order.
 void loss_reduce(const Launch& ctx, const double* partial, int64_t n, double inv, float* loss);
 

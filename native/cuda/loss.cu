@@ -162,7 +162,7 @@ __global__ __launch_bounds__(kThreads) void reduce_kernel(const DeviceStatus* st
 }
 
 __global__ void label_bitmap_kernel(const DeviceStatus* st, const uint32_t* lp, const uint32_t* ids, int64_t B,
-                                    int64_t offset, int64_t L, uint32_t* bits, int64_t words) {
+                                    int64_t offset, int64_t L, uint32_t* bits) {
   XMC_RETURN_IF_FAILED(st);
   const int64_t used = lp[B];
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < used; e += (int64_t)gridDim.x * blockDim.x) {
@@ -234,10 +234,10 @@ void loss_forward(const Launch& ctx, const LossArgs& a, void* scratch) {
 namespace xmc::cuda {
 
 void label_bitmap(const Launch& ctx, const uint32_t* label_ptr, const uint32_t* label_ids, int64_t B, int64_t nids,
-                  int64_t offset, int64_t L, uint32_t* bits, int64_t words) {
+                  int64_t offset, int64_t L, uint32_t* bits) {
   if (B <= 0 || nids <= 0) return;
   label_bitmap_kernel<<<grid_for(nids, kThreads), kThreads, 0, ctx.stream>>>(ctx.status, label_ptr, label_ids, B, offset,
-                                                                             L, bits, words);
+                                                                             L, bits);
   check_launch(ctx.op, "label_bitmap_kernel");
 }
 

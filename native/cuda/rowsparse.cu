@@ -47,7 +47,14 @@
 // there: it was 3% slower on a proper random model (docs/PERFORMANCE.md,
 // sixth session), its 68 KiB per block taken from L1. The [B, L]
 // scores never exist; per-block loss sums go to `partial` (double) and are
-// reduced by loss_reduce in a fixed order.
+// reduced by loss_reduce in a fixed order. A label's first 32 connections
+// (W, src) are loaded once, before its first chunk, and kept in registers for
+// its scores and its backward (they were loaded twice). Cache hints
+// (XMC_LOSS_HINTS, default 2): W, src, bias, dW and dB, touched once per step,
+// are loaded and stored evict-first, and the gathers of hT and the atomics
+// into dXT, touched again and again, are marked L2 evict-last; hT and dXT
+// (48 MiB at A670K, B = 128) are nearly the whole 50 MB L2 and the 260 MB
+// that stream past them per step would otherwise push them out.
 //
 // Checks: a source >= I is recorded (record_failure, rank rows.src_rank) and
 // read as source 0 with weight 0, so a bad index never reaches memory; the
@@ -88,14 +95,33 @@ __device__ __forceinline__ int64_t row_end(const RowSparseDev& r, int64_t l) {
   return r.row_ptr ? static_cast<int64_t>(r.row_ptr[l + 1]) : (l + 1) * r.fan_in;
 }
 
+// Cache hints (a build knob for A/B runs, XMC_LOSS_HINTS): 1 = the arrays that a step reads or writes once
+// (W, src, bias: 86 + 86 + 2.7 MB at A670K; dW, dB) are loaded and stored with the streaming hint
+// (evict first), so that they pass through L2 without pushing out the arrays that are read again and again
+// (hT, 16 MiB in bf16, and dXT, 32 MiB); 2 = also the gathers of hT and the atomics into dXT are marked
+// L2 evict-last (sm_80 and later).
+#ifndef XMC_LOSS_HINTS
+#define XMC_LOSS_HINTS 2
+#endif
+template <class T>
+__device__ __forceinline__ T load_once(const T* p) {
+  if constexpr (XMC_LOSS_HINTS >= 1) return __ldcs(p);
+  return *p;
+}
+template <class T>
+__device__ __forceinline__ void store_once(T* p, T v) {
+  if constexpr (XMC_LOSS_HINTS >= 1) __stcs(p, v);
+  else *p = v;
+}
+
 // Lane's connection e (< e1) of a 32-wide group: weight and a safe source.
 __device__ __forceinline__ void load_connection(DeviceStatus* st, const RowSparseDev& rows, int64_t e, int64_t e1,
                                                 uint32_t I, float& w, uint32_t& s) {
   w = 0.0f;
   s = 0;
   if (e < e1) {
-    w = rows.weight[e];
-    s = rows.src[e];
+    w = load_once(rows.weight + e);
+    s = load_once(rows.src + e);
     if (s >= I) {
       record_failure(st, rows.src_rank, static_cast<unsigned long long>(e));
       w = 0.0f;
@@ -104,14 +130,95 @@ __device__ __forceinline__ void load_connection(DeviceStatus* st, const RowSpars
   }
 }
 
+// Lane's connection of the group that starts at e: the caller's first group (w0, s0: load_connection at
+// e0 + lane, loaded once per label and kept in registers) when e == e0, else loaded.
+__device__ __forceinline__ void group_connection(DeviceStatus* st, const RowSparseDev& rows, int64_t e, int64_t e0,
+                                                 int64_t e1, uint32_t I, int lane, float w0, uint32_t s0, float& w,
+                                                 uint32_t& s) {
+  if (e == e0) {
+    w = w0;
+    s = s0;
+  } else {
+    load_connection(st, rows, e + lane, e1, I, w, s);
+  }
+}
+
 // Loads of the transposed input: float32, or bfloat16 bits widened to float32.
 __device__ __forceinline__ float load1(const float* p) { return *p; }
 __device__ __forceinline__ float load1(const uint16_t* p) { return __uint_as_float(static_cast<uint32_t>(*p) << 16); }
-__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+[[maybe_unused]] __device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
 __device__ __forceinline__ float4 load4(const uint16_t* p) {  // 4 bf16 = 8 bytes (p is 8-byte aligned)
   const uint2 v = *reinterpret_cast<const uint2*>(p);
   return make_float4(__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xFFFF0000u), __uint_as_float(v.y << 16),
                      __uint_as_float(v.y & 0xFFFF0000u));
+}
+
+// Gathers from hT and atomics into dXT (global memory only): plain, or with XMC_LOSS_HINTS >= 2 on sm_80 and
+// later marked L2 evict-last (a createpolicy per use; the compiler keeps one).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && XMC_LOSS_HINTS >= 2
+#define XMC_KEEP_IN_L2 1
+__device__ __forceinline__ uint64_t keep_policy() {
+  uint64_t p;
+  asm("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(p));
+  return p;
+}
+#endif
+__device__ __forceinline__ uint4 gather16(const void* p) {
+#ifdef XMC_KEEP_IN_L2
+  uint4 v;
+  asm volatile("ld.global.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p), "l"(keep_policy()));
+  return v;
+#else
+  return *reinterpret_cast<const uint4*>(p);
+#endif
+}
+__device__ __forceinline__ float4 gather4(const float* p) {
+#ifdef XMC_KEEP_IN_L2
+  float4 v;
+  asm volatile("ld.global.L2::cache_hint.v4.f32 {%0, %1, %2, %3}, [%4], %5;"
+               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+               : "l"(p), "l"(keep_policy()));
+  return v;
+#else
+  return load4(p);
+#endif
+}
+__device__ __forceinline__ float4 gather4(const uint16_t* p) {
+#ifdef XMC_KEEP_IN_L2
+  uint2 v;
+  asm volatile("ld.global.L2::cache_hint.v2.u32 {%0, %1}, [%2], %3;" : "=r"(v.x), "=r"(v.y) : "l"(p), "l"(keep_policy()));
+  return make_float4(__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xFFFF0000u), __uint_as_float(v.y << 16),
+                     __uint_as_float(v.y & 0xFFFF0000u));
+#else
+  return load4(p);
+#endif
+}
+__device__ __forceinline__ float gather1(const float* p) {
+#ifdef XMC_KEEP_IN_L2
+  float v;
+  asm volatile("ld.global.L2::cache_hint.f32 %0, [%1], %2;" : "=f"(v) : "l"(p), "l"(keep_policy()));
+  return v;
+#else
+  return load1(p);
+#endif
+}
+__device__ __forceinline__ float gather1(const uint16_t* p) {
+#ifdef XMC_KEEP_IN_L2
+  unsigned short v;
+  asm volatile("ld.global.L2::cache_hint.u16 %0, [%1], %2;" : "=h"(v) : "l"(p), "l"(keep_policy()));
+  return __uint_as_float(static_cast<uint32_t>(v) << 16);
+#else
+  return load1(p);
+#endif
+}
+__device__ __forceinline__ void scatter_add1(float* p, float v) {
+#ifdef XMC_KEEP_IN_L2
+  asm volatile("red.global.add.L2::cache_hint.f32 [%0], %1, %2;" ::"l"(p), "f"(v), "l"(keep_policy()) : "memory");
+#else
+  atomicAdd(p, v);
+#endif
 }
 
 // Connections are taken kGroup at a time, their gathers issued back to back
@@ -139,11 +246,22 @@ constexpr int kGroup = XMC_GATHER_GROUP;
 constexpr int kBackwardGroup = XMC_BACKWARD_GROUP;  // label_backward's group (its loop body holds more registers)
 constexpr bool kBf16Wide = XMC_BF16_WIDE != 0;
 constexpr int kFusedMinBlocks = XMC_FUSED_MIN_BLOCKS;
+// The fused loss kernel's own group and minimum of resident blocks (it alone, not the top-k kernels):
+// knobs for A/B runs.
+#ifndef XMC_LOSS_GROUP
+#define XMC_LOSS_GROUP XMC_GATHER_GROUP
+#endif
+#ifndef XMC_LOSS_MIN_BLOCKS
+#define XMC_LOSS_MIN_BLOCKS XMC_FUSED_MIN_BLOCKS
+#endif
+constexpr int kLossGroup = XMC_LOSS_GROUP;
+constexpr int kLossMinBlocks = XMC_LOSS_MIN_BLOCKS;
 #ifndef XMC_LOSS_CACHE
 #define XMC_LOSS_CACHE 0
 #endif
 constexpr bool kUseCache = XMC_LOSS_CACHE != 0;  // the fused loss kernel's gather cache (bf16 gathers)
 static_assert(kGroup >= 1 && 32 % (2 * kGroup) == 0, "XMC_GATHER_GROUP must divide 16");
+static_assert(kLossGroup >= 1 && 32 % (2 * kLossGroup) == 0, "XMC_LOSS_GROUP must divide 16");
 static_assert(kBackwardGroup >= 1 && 32 % kBackwardGroup == 0, "XMC_BACKWARD_GROUP must divide 32");
 
 // The offset of this lane's rows in a chunk row of xT: float4 lanes take rows
@@ -156,9 +274,9 @@ __device__ __forceinline__ int scalar_row(int lane, int r, int nb) { return lane
 // else rows lane + 32 r; lanes past the chunk read valid rows that the caller drops.
 template <bool kVec4, class T>
 __device__ __forceinline__ float4 lane_rows(const T* xs, int lane, int nb) {
-  if (kVec4) return load4(xs + vec4_offset(lane, nb));
-  return make_float4(load1(xs + scalar_row(lane, 0, nb)), load1(xs + scalar_row(lane, 1, nb)),
-                     load1(xs + scalar_row(lane, 2, nb)), load1(xs + scalar_row(lane, 3, nb)));
+  if (kVec4) return gather4(xs + vec4_offset(lane, nb));
+  return make_float4(gather1(xs + scalar_row(lane, 0, nb)), gather1(xs + scalar_row(lane, 1, nb)),
+                     gather1(xs + scalar_row(lane, 2, nb)), gather1(xs + scalar_row(lane, 3, nb)));
 }
 
 // bfloat16 hT with B % 8 == 0: 16-byte gathers (8 rows) instead of 8-byte ones, half
@@ -177,33 +295,36 @@ __device__ __forceinline__ void add8_bf16(float a[8], float w, uint4 v) {
 
 // With `cache` (a label of at most 32 connections, the fused loss kernel's shared memory), every gathered
 // run is also stored there, cache[j * kCacheStride + row], for the label's backward to reuse.
+// G: connections per half-warp whose gathers are in flight at once (kGroup; the loss kernel's kLossGroup).
+template <int G = kGroup>
 __device__ __forceinline__ void label_scores_bf16_wide(DeviceStatus* st, const RowSparseDev& rows, const uint16_t* xT,
                                                        int B, uint32_t I, int64_t e0, int64_t e1, int c0, int nb,
-                                                       int lane, float acc[4], uint16_t* cache = nullptr) {
+                                                       int lane, float w0, uint32_t s0, float acc[4],
+                                                       uint16_t* cache = nullptr) {
   const int half = lane >> 4, hl = lane & 15;
   const int off = hl * 8 < nb ? hl * 8 : 0;  // lanes past the chunk read rows 0..7 and drop them
   float a[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
   for (int64_t e = e0; e < e1; e += 32) {
     float w;
     uint32_t s;
-    load_connection(st, rows, e + lane, e1, I, w, s);
+    group_connection(st, rows, e, e0, e1, I, lane, w0, s0, w, s);
     const int n = (int)min64(32, e1 - e);
-    for (int j0 = 0; j0 < n; j0 += 2 * kGroup) {
-      float wj[kGroup];
-      uint4 v[kGroup];
+    for (int j0 = 0; j0 < n; j0 += 2 * G) {
+      float wj[G];
+      uint4 v[G];
 #pragma unroll
-      for (int u = 0; u < kGroup; ++u) {
-        const int j = j0 + 2 * u + half;  // < 32: j0 <= 32 - 2 kGroup
+      for (int u = 0; u < G; ++u) {
+        const int j = j0 + 2 * u + half;  // < 32: j0 <= 32 - 2 G
         wj[u] = __shfl_sync(kFullMask, w, j);
         const uint16_t* xs = xT + (int64_t)__shfl_sync(kFullMask, s, j) * B + c0 + off;
-        v[u] = *reinterpret_cast<const uint4*>(xs);
+        v[u] = gather16(xs);
       }
 #pragma unroll
-      for (int u = 0; u < kGroup; ++u)
+      for (int u = 0; u < G; ++u)
         if (j0 + 2 * u + half < n) add8_bf16(a, wj[u], v[u]);
       if (cache && hl * 8 < nb)
 #pragma unroll
-        for (int u = 0; u < kGroup; ++u)
+        for (int u = 0; u < G; ++u)
           if (j0 + 2 * u + half < n) *reinterpret_cast<uint4*>(cache + (j0 + 2 * u + half) * kCacheStride + off) = v[u];
     }
   }
@@ -219,29 +340,30 @@ __device__ __forceinline__ void label_scores_bf16_wide(DeviceStatus* st, const R
 // One label's scores over its connections [e0, e1) for this lane's rows of the
 // batch chunk [c0, c0 + nb): acc[r] += sum_e W[e] * xT[src[e], row r] (rows
 // lane*4 + r with float4 gathers, else lane + 32 r), connections added in
-// order. Every lane of the warp calls it; lanes past the chunk get garbage.
-template <bool kVec4, class T>
+// order. (w0, s0): the lane's connection of the first group (group_connection).
+// Every lane of the warp calls it; lanes past the chunk get garbage. G: gathers in flight (kGroup).
+template <bool kVec4, class T, int G = kGroup>
 __device__ __forceinline__ void label_scores(DeviceStatus* st, const RowSparseDev& rows, const T* xT, int B,
                                              uint32_t I, int64_t e0, int64_t e1, int c0, int nb, int lane,
-                                             float acc[4]) {
+                                             float w0, uint32_t s0, float acc[4]) {
   if constexpr (kVec4 && sizeof(T) == 2 && kBf16Wide) {
-    if ((B & 7) == 0) return label_scores_bf16_wide(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
+    if ((B & 7) == 0) return label_scores_bf16_wide<G>(st, rows, xT, B, I, e0, e1, c0, nb, lane, w0, s0, acc);
   }
   for (int64_t e = e0; e < e1; e += 32) {
     float w;
     uint32_t s;
-    load_connection(st, rows, e + lane, e1, I, w, s);
+    group_connection(st, rows, e, e0, e1, I, lane, w0, s0, w, s);
     const int n = (int)min64(32, e1 - e);
-    for (int j0 = 0; j0 < n; j0 += kGroup) {
-      float wj[kGroup];
-      float4 v[kGroup];
+    for (int j0 = 0; j0 < n; j0 += G) {
+      float wj[G];
+      float4 v[G];
 #pragma unroll
-      for (int u = 0; u < kGroup; ++u) {
+      for (int u = 0; u < G; ++u) {
         wj[u] = __shfl_sync(kFullMask, w, j0 + u);
         v[u] = lane_rows<kVec4>(xT + (int64_t)__shfl_sync(kFullMask, s, j0 + u) * B + c0, lane, nb);
       }
 #pragma unroll
-      for (int u = 0; u < kGroup; ++u) {
+      for (int u = 0; u < G; ++u) {
         if (j0 + u < n) {
           acc[0] += wj[u] * v[u].x;
           acc[1] += wj[u] * v[u].y;
@@ -254,7 +376,11 @@ __device__ __forceinline__ void label_scores(DeviceStatus* st, const RowSparseDe
 }
 
 __device__ __forceinline__ void scatter_add4(float* p, float a, float b, float c, float d) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if defined(XMC_KEEP_IN_L2) && __CUDA_ARCH__ >= 900
+  asm volatile("red.global.add.L2::cache_hint.v4.f32 [%0], {%1, %2, %3, %4}, %5;" ::"l"(p), "f"(a), "f"(b), "f"(c),
+               "f"(d), "l"(keep_policy())
+               : "memory");
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   atomicAdd(reinterpret_cast<float4*>(p), make_float4(a, b, c, d));
 #else
   atomicAdd(p, a);
@@ -271,13 +397,14 @@ __device__ __forceinline__ void scatter_add4(float* p, float a, float b, float c
 template <bool kVec4, class T>
 __device__ __forceinline__ void label_backward(DeviceStatus* st, const RowSparseDev& rows, const T* xT, int B,
                                                uint32_t I, int64_t e0, int64_t e1, int c0, int nb, int lane,
-                                               const float gv[4], bool first, bool skip_zero, float* dXT, float* dW) {
+                                               float w0, uint32_t s0, const float gv[4], bool first, bool skip_zero,
+                                               float* dXT, float* dW) {
   // Lanes past the chunk have gv = 0 (callers' contract) and read a valid address (vec4_offset, scalar_row).
   const bool lane_has_g = !skip_zero || gv[0] != 0.0f || gv[1] != 0.0f || gv[2] != 0.0f || gv[3] != 0.0f;
   for (int64_t e = e0; e < e1; e += 32) {
     float w;
     uint32_t s;
-    load_connection(st, rows, e + lane, e1, I, w, s);
+    group_connection(st, rows, e, e0, e1, I, lane, w0, s0, w, s);
     const int n = (int)min64(32, e1 - e);
     float mine = 0.0f;  // lane j keeps the dot product of connection e + j
     for (int j0 = 0; j0 < n; j0 += kBackwardGroup) {
@@ -302,14 +429,14 @@ __device__ __forceinline__ void label_backward(DeviceStatus* st, const RowSparse
 #pragma unroll
           for (int r = 0; r < 4; ++r) {
             const int b = lane + 32 * r;
-            if (dXT && b < nb && (!skip_zero || gv[r] != 0.0f)) atomicAdd(dXT + base + b, wj * gv[r]);
+            if (dXT && b < nb && (!skip_zero || gv[r] != 0.0f)) scatter_add1(dXT + base + b, wj * gv[r]);
           }
         }
         dot = warp_sum(dot);
         if (lane == j) mine = dot;
       }
     }
-    if (lane < n) dW[e + lane] = first ? mine : dW[e + lane] + mine;
+    if (lane < n) store_once(dW + e + lane, first ? mine : dW[e + lane] + mine);
   }
 }
 
@@ -318,12 +445,10 @@ __device__ __forceinline__ void label_backward(DeviceStatus* st, const RowSparse
 // (so the same results), the runs read from shared memory instead of gathered from hT again.
 __device__ __forceinline__ void label_backward_cached(DeviceStatus* st, const RowSparseDev& rows, const uint16_t* cache,
                                                       int B, uint32_t I, int64_t e0, int64_t e1, int c0, int nb,
-                                                      int lane, const float gv[4], bool first, float* dXT, float* dW) {
+                                                      int lane, float w, uint32_t s, const float gv[4], bool first,
+                                                      float* dXT, float* dW) {
   const bool lane_has_g = gv[0] != 0.0f || gv[1] != 0.0f || gv[2] != 0.0f || gv[3] != 0.0f;
   const bool in_chunk = lane * 4 < nb;
-  float w;
-  uint32_t s;
-  load_connection(st, rows, e0 + lane, e1, I, w, s);
   const int n = (int)(e1 - e0);
   float mine = 0.0f;
   for (int j = 0; j < n; ++j) {
@@ -336,7 +461,7 @@ __device__ __forceinline__ void label_backward_cached(DeviceStatus* st, const Ro
     dot = warp_sum(dot);
     if (lane == j) mine = dot;
   }
-  if (lane < n) dW[e0 + lane] = first ? mine : dW[e0 + lane] + mine;
+  if (lane < n) store_once(dW + e0 + lane, first ? mine : dW[e0 + lane] + mine);
 }
 
 template <bool kVec4>
@@ -352,8 +477,10 @@ __global__ __launch_bounds__(kThreads) void forward_kernel(DeviceStatus* st, Row
     const int nb = min(kChunk, B - c0);
     for (int t = warp; t < nl; t += kWarps) {
       const int64_t l = la + t, e0 = row_begin(rows, l), e1 = row_end(rows, l);
-      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      label_scores<kVec4, float>(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
+      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, w0;
+      uint32_t s0;
+      load_connection(st, rows, e0 + lane, e1, I, w0, s0);
+      label_scores<kVec4, float>(st, rows, xT, B, I, e0, e1, c0, nb, lane, w0, s0, acc);
       if (kVec4) {
         if (lane * 4 < nb) *reinterpret_cast<float4*>(&tile[t][lane * 4]) = make_float4(acc[0], acc[1], acc[2], acc[3]);
       } else {
@@ -404,7 +531,10 @@ __global__ __launch_bounds__(kThreads) void backward_kernel(DeviceStatus* st, Ro
       }
       const float gsum = warp_sum((gv[0] + gv[1]) + (gv[2] + gv[3]));
       if (lane == 0) dB[l] = first ? gsum : dB[l] + gsum;
-      label_backward<kVec4, float>(st, rows, xT, B, I, e0, e1, c0, nb, lane, gv, first, false, dXT, dW);
+      float w0;
+      uint32_t s0;
+      load_connection(st, rows, e0 + lane, e1, I, w0, s0);
+      label_backward<kVec4, float>(st, rows, xT, B, I, e0, e1, c0, nb, lane, w0, s0, gv, first, false, dXT, dW);
     }
     __syncthreads();
   }
@@ -432,7 +562,7 @@ __device__ __forceinline__ float loss_term(bool bce, float s, bool y, float scal
 // most kCacheConnections connections keeps its forward's gathered runs in the warp's cache and its backward
 // reads them from there (label_backward_cached, and the few-rows path) instead of gathering hT a second time.
 template <bool kVec4, class T, bool kCache = false>
-__global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
+__global__ __launch_bounds__(kThreads, kLossMinBlocks) void loss_backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
                                                                  const T* xT, int B, uint32_t I, int64_t L,
                                                                  FusedLossDev loss, float* dXT, float* dW, float* dB) {
   XMC_RETURN_IF_FAILED(st);
@@ -448,7 +578,11 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kerne
     if constexpr (kCache) {
       if (e1 - e0 <= kCacheConnections) cache = loss_cache + warp * kCacheConnections * kCacheStride;
     }
-    const float bl = bias[l];
+    const float bl = load_once(bias + l);
+    // The label's first 32 connections, once for all its chunks, its scores and its backward.
+    float w0;
+    uint32_t s0;
+    load_connection(st, rows, e0 + lane, e1, I, w0, s0);
     const uint32_t bit = 1u << (l % 32);
     const int64_t word = l / 32;
     for (int c0 = 0; c0 == 0 || c0 < B; c0 += kChunk) {  // B = 0: one pass that writes zeros
@@ -469,11 +603,11 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kerne
       float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
       if constexpr (kCache) {
         __syncwarp();  // the previous chunk's backward is done with the cache
-        if (cache) label_scores_bf16_wide(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc, cache);
-        else label_scores<kVec4, T>(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
+        if (cache) label_scores_bf16_wide<kLossGroup>(st, rows, xT, B, I, e0, e1, c0, nb, lane, w0, s0, acc, cache);
+        else label_scores<kVec4, T, kLossGroup>(st, rows, xT, B, I, e0, e1, c0, nb, lane, w0, s0, acc);
         __syncwarp();  // the cache's stores are visible to the whole warp
       } else {
-        label_scores<kVec4, T>(st, rows, xT, B, I, e0, e1, c0, nb, lane, acc);
+        label_scores<kVec4, T, kLossGroup>(st, rows, xT, B, I, e0, e1, c0, nb, lane, w0, s0, acc);
       }
       // Loss and gradient, in registers.
       float gv[4];
@@ -489,7 +623,7 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kerne
       }
       warp_loss += warp_sum(static_cast<double>(lane_loss));
       const float gsum = warp_sum((gv[0] + gv[1]) + (gv[2] + gv[3]));
-      if (lane == 0) dB[l] = first ? gsum : dB[l] + gsum;
+      if (lane == 0) store_once(dB + l, first ? gsum : dB[l] + gsum);
       unsigned rows_with_g[4];
       int count = 0;
 #pragma unroll
@@ -499,7 +633,7 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kerne
       }
       if (count == 0) {  // no gradient for this label in this chunk
         if (first)
-          for (int64_t e = e0 + lane; e < e1; e += 32) dW[e] = 0.0f;
+          for (int64_t e = e0 + lane; e < e1; e += 32) store_once(dW + e, 0.0f);
         continue;
       }
       if (count <= kSparseRows) {
@@ -508,7 +642,7 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kerne
         for (int64_t e = e0; e < e1; e += 32) {
           float w;
           uint32_t s;
-          load_connection(st, rows, e + lane, e1, I, w, s);
+          group_connection(st, rows, e, e0, e1, I, lane, w0, s0, w, s);
           const bool mine = e + lane < e1;
           // The run of connection e + lane: the cached copy (e == e0 then), else hT.
           const T* xs = xT + (int64_t)s * B + c0;
@@ -524,23 +658,23 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void loss_backward_kerne
               const float gb = __shfl_sync(kFullMask, gv[r], t);
               const int b = kVec4 ? t * 4 + r : t + 32 * r;
               if (mine) {
-                dot += gb * load1(xs + b);
-                if (dxs) atomicAdd(dxs + b, w * gb);
+                dot += gb * ((kCache && cache) ? load1(xs + b) : gather1(xs + b));  // the cache is shared memory
+                if (dxs) scatter_add1(dxs + b, w * gb);
               }
             }
           }
-          if (mine) dW[e + lane] = first ? dot : dW[e + lane] + dot;
+          if (mine) store_once(dW + e + lane, first ? dot : dW[e + lane] + dot);
         }
         continue;
       }
       // Backward from g: dW (dot products) and the dX scatter, as backward_kernel (zero rows skip their atomics).
       if constexpr (kCache) {
         if (cache) {
-          label_backward_cached(st, rows, cache, B, I, e0, e1, c0, nb, lane, gv, first, dXT, dW);
+          label_backward_cached(st, rows, cache, B, I, e0, e1, c0, nb, lane, w0, s0, gv, first, dXT, dW);
           continue;
         }
       }
-      label_backward<kVec4, T>(st, rows, xT, B, I, e0, e1, c0, nb, lane, gv, first, true, dXT, dW);
+      label_backward<kVec4, T>(st, rows, xT, B, I, e0, e1, c0, nb, lane, w0, s0, gv, first, true, dXT, dW);
     }
   }
   __shared__ double warps[kWarps];
@@ -600,8 +734,11 @@ __global__ __launch_bounds__(kThreads, kFusedMinBlocks) void topk_scores_kernel(
       for (int t = warp; t < nl; t += kWarps) {
         const int64_t l = la + t;
         const float bl = bias ? bias[l] : 0.0f;
-        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        label_scores<kVec4, T>(st, rows, xT, B, I, row_begin(rows, l), row_end(rows, l), c0, nb, lane, acc);
+        const int64_t e0 = row_begin(rows, l), e1 = row_end(rows, l);
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, w0;
+        uint32_t s0;
+        load_connection(st, rows, e0 + lane, e1, I, w0, s0);
+        label_scores<kVec4, T>(st, rows, xT, B, I, e0, e1, c0, nb, lane, w0, s0, acc);
         if (kVec4) {
           if (lane * 4 < nb)
             *reinterpret_cast<float4*>(&tile[t][lane * 4]) = make_float4(acc[0] + bl, acc[1] + bl, acc[2] + bl, acc[3] + bl);

@@ -209,9 +209,9 @@ Napi::Value FfiLossBackward(const Napi::CallbackInfo& info) {
     std::shared_ptr<Buffer> partial = call.scratch(sizeof(double) * std::max<int64_t>(1, blocks));
     fill_u32(ctx, static_cast<uint32_t*>(bits->data()), B * words, 0);
     label_bitmap(ctx, labelPtr.data<uint32_t>(), labelIds.data<uint32_t>(), B, nids, sh.loss.label_offset, L,
-                 static_cast<uint32_t*>(bits->data()), words);
+                 static_cast<uint32_t*>(bits->data()));
     const double inv = B > 0 ? 1.0 / (static_cast<double>(B) * sh.loss.normaliser) : 0.0;
-    const FusedLossDev fused{static_cast<const uint32_t*>(bits->data()), words, sh.loss.bce, static_cast<float>(inv),
+    const FusedLossDev fused{static_cast<const uint32_t*>(bits->data()), sh.loss.bce, static_cast<float>(inv),
                              static_cast<double*>(partial->data())};
 
     GatherScratch xT = gather_input(call, x, B, I, sh.input_relu);
