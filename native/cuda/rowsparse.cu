@@ -80,6 +80,14 @@ constexpr int kPad = 4;      // keeps float4 rows aligned in shared memory
 #define XMC_SPARSE_ROWS 12
 #endif
 constexpr int kSparseRows = XMC_SPARSE_ROWS;
+// The few-rows path's loads in batches of this many rows (XMC_SPARSE_BATCH, an A/B knob; 0: one row at a
+// time, the measured default). Written in the seventh session without a GPU left to run it: not yet tested
+// or measured on one (the GPU tests must pass with -DXMC_SPARSE_BATCH=4 before it can become the default).
+#ifndef XMC_SPARSE_BATCH
+#define XMC_SPARSE_BATCH 0
+#endif
+constexpr int kSparseBatch = XMC_SPARSE_BATCH;
+static_assert(kSparseBatch >= 0 && kSparseBatch <= 16, "XMC_SPARSE_BATCH must be in [0, 16]");
 constexpr int kMaxTopK = 16;  // the fused top-k keeps at most 16 keys per thread in registers
 // The fused loss kernel's per-warp cache of one label's gathered bfloat16 runs (bf16 gathers, B % 8 == 0,
 // at most kCacheConnections connections): [32 connections][128 rows + 8], a row stride of 272 bytes keeps the
@@ -651,15 +659,51 @@ __global__ __launch_bounds__(kThreads, kLossMinBlocks) void loss_backward_kernel
           }
           float* dxs = dXT ? dXT + (int64_t)s * B + c0 : nullptr;
           float dot = 0.0f;
+          if constexpr (kSparseBatch > 0) {
+            // The rows with a gradient taken kSparseBatch at a time, in the order of the loop below (the same
+            // sums): a batch's loads are issued together, one L2 round trip per batch instead of one per row
+            // (the loop below waits for each row's load before the next: its atomics are compiler barriers).
+            unsigned pending[4] = {rows_with_g[0], rows_with_g[1], rows_with_g[2], rows_with_g[3]};
+            while ((pending[0] | pending[1] | pending[2] | pending[3]) != 0) {  // warp-uniform
+              int bj[kSparseBatch];
+              float gj[kSparseBatch], xv[kSparseBatch];
+              bool ok[kSparseBatch];
 #pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            for (unsigned m = rows_with_g[r]; m != 0; m &= m - 1) {  // warp-uniform
-              const int t = __ffs(m) - 1;
-              const float gb = __shfl_sync(kFullMask, gv[r], t);
-              const int b = kVec4 ? t * 4 + r : t + 32 * r;
-              if (mine) {
-                dot += gb * ((kCache && cache) ? load1(xs + b) : gather1(xs + b));  // the cache is shared memory
-                if (dxs) scatter_add1(dxs + b, w * gb);
+              for (int j = 0; j < kSparseBatch; ++j) {
+                const int r = pending[0] ? 0 : pending[1] ? 1 : pending[2] ? 2 : 3;
+                const unsigned m = r == 0 ? pending[0] : r == 1 ? pending[1] : r == 2 ? pending[2] : pending[3];
+                ok[j] = m != 0;
+                const int t = ok[j] ? __ffs(m) - 1 : 0;
+                const unsigned rest = m & (m - 1);
+                if (r == 0) pending[0] = rest;
+                else if (r == 1) pending[1] = rest;
+                else if (r == 2) pending[2] = rest;
+                else pending[3] = rest;
+                const float gr = r == 0 ? gv[0] : r == 1 ? gv[1] : r == 2 ? gv[2] : gv[3];
+                gj[j] = __shfl_sync(kFullMask, gr, t);
+                bj[j] = ok[j] ? (kVec4 ? t * 4 + r : t + 32 * r) : 0;  // row 0 of the chunk: a valid address
+              }
+#pragma unroll
+              for (int j = 0; j < kSparseBatch; ++j) xv[j] = (kCache && cache) ? load1(xs + bj[j]) : gather1(xs + bj[j]);
+#pragma unroll
+              for (int j = 0; j < kSparseBatch; ++j) {
+                if (mine && ok[j]) {
+                  dot += gj[j] * xv[j];
+                  if (dxs) scatter_add1(dxs + bj[j], w * gj[j]);
+                }
+              }
+            }
+          } else {
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+              for (unsigned m = rows_with_g[r]; m != 0; m &= m - 1) {  // warp-uniform
+                const int t = __ffs(m) - 1;
+                const float gb = __shfl_sync(kFullMask, gv[r], t);
+                const int b = kVec4 ? t * 4 + r : t + 32 * r;
+                if (mine) {
+                  dot += gb * ((kCache && cache) ? load1(xs + b) : gather1(xs + b));  // the cache is shared memory
+                  if (dxs) scatter_add1(dxs + b, w * gb);
+                }
               }
             }
           }
