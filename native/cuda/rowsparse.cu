@@ -87,6 +87,13 @@ constexpr int kSparseRows = XMC_SPARSE_ROWS;
 #define XMC_SPARSE_BATCH 0
 #endif
 constexpr int kSparseBatch = XMC_SPARSE_BATCH;
+// XMC_LOSS_PREFETCH=1 (an A/B knob, default 0; FFI layers): the fused loss kernel loads the next label's first 32
+// connections and bias while the current label runs, so that their DRAM latency (they are streamed, evict-first)
+// is not paid at every label's start. Written in the seventh session without a GPU left: not yet run on one.
+#ifndef XMC_LOSS_PREFETCH
+#define XMC_LOSS_PREFETCH 0
+#endif
+constexpr bool kLossPrefetch = XMC_LOSS_PREFETCH != 0;
 static_assert(kSparseBatch >= 0 && kSparseBatch <= 16, "XMC_SPARSE_BATCH must be in [0, 16]");
 constexpr int kMaxTopK = 16;  // the fused top-k keeps at most 16 keys per thread in registers
 // The fused loss kernel's per-warp cache of one label's gathered bfloat16 runs (bf16 gathers, B % 8 == 0,
@@ -122,7 +129,27 @@ __device__ __forceinline__ void store_once(T* p, T v) {
   else *p = v;
 }
 
-// Lane's connection e (< e1) of a 32-wide group: weight and a safe source.
+// Lane's connection e of a 32-wide group as stored (weight 0, source 0 past the row's end e1), and the check
+// that makes its source safe (a source >= I is recorded and read as source 0 with weight 0): apart, so that a
+// connection can be loaded long before it is used (XMC_LOSS_PREFETCH) without waiting for it at the check.
+__device__ __forceinline__ void load_connection_raw(const RowSparseDev& rows, int64_t e, int64_t e1, float& w, uint32_t& s) {
+  w = 0.0f;
+  s = 0;
+  if (e < e1) {
+    w = load_once(rows.weight + e);
+    s = load_once(rows.src + e);
+  }
+}
+__device__ __forceinline__ void check_connection(DeviceStatus* st, const RowSparseDev& rows, int64_t e, uint32_t I,
+                                                 float& w, uint32_t& s) {
+  if (s >= I) {
+    record_failure(st, rows.src_rank, static_cast<unsigned long long>(e));
+    w = 0.0f;
+    s = 0;
+  }
+}
+// Lane's connection e (< e1) of a 32-wide group: weight and a safe source (load_connection_raw and
+// check_connection in one).
 __device__ __forceinline__ void load_connection(DeviceStatus* st, const RowSparseDev& rows, int64_t e, int64_t e1,
                                                 uint32_t I, float& w, uint32_t& s) {
   w = 0.0f;
@@ -130,11 +157,7 @@ __device__ __forceinline__ void load_connection(DeviceStatus* st, const RowSpars
   if (e < e1) {
     w = load_once(rows.weight + e);
     s = load_once(rows.src + e);
-    if (s >= I) {
-      record_failure(st, rows.src_rank, static_cast<unsigned long long>(e));
-      w = 0.0f;
-      s = 0;
-    }
+    check_connection(st, rows, e, I, w, s);
   }
 }
 
@@ -580,17 +603,36 @@ __global__ __launch_bounds__(kThreads, kLossMinBlocks) void loss_backward_kernel
   // Labels warp, warp + 8 * gridDim.x, ... (a few dozen per warp at L = 670k): a block holds its
   // multiprocessor slot until its slowest warp is done, and labels' costs vary (no rows of gradient to
   // all 128), so each warp takes many labels for the sums of their costs to even out.
-  for (int64_t l = (int64_t)blockIdx.x * kWarps + warp; l < L; l += (int64_t)gridDim.x * kWarps) {
+  const int64_t stride = (int64_t)gridDim.x * kWarps;
+  float w_next = 0.0f, b_next = 0.0f;  // XMC_LOSS_PREFETCH: the next label's, loaded ahead
+  uint32_t s_next = 0;
+  if constexpr (kLossPrefetch) {
+    const int64_t l = (int64_t)blockIdx.x * kWarps + warp;
+    if (l < L) {
+      load_connection_raw(rows, row_begin(rows, l) + lane, row_end(rows, l), w_next, s_next);
+      b_next = load_once(bias + l);
+    }
+  }
+  for (int64_t l = (int64_t)blockIdx.x * kWarps + warp; l < L; l += stride) {
     const int64_t e0 = row_begin(rows, l), e1 = row_end(rows, l);
     uint16_t* cache = nullptr;
     if constexpr (kCache) {
       if (e1 - e0 <= kCacheConnections) cache = loss_cache + warp * kCacheConnections * kCacheStride;
     }
-    const float bl = load_once(bias + l);
     // The label's first 32 connections, once for all its chunks, its scores and its backward.
-    float w0;
+    float bl, w0;
     uint32_t s0;
-    load_connection(st, rows, e0 + lane, e1, I, w0, s0);
+    if constexpr (kLossPrefetch) {
+      bl = b_next, w0 = w_next, s0 = s_next;
+      if (e0 + lane < e1) check_connection(st, rows, e0 + lane, I, w0, s0);
+      if (l + stride < L) {
+        load_connection_raw(rows, row_begin(rows, l + stride) + lane, row_end(rows, l + stride), w_next, s_next);
+        b_next = load_once(bias + l + stride);
+      }
+    } else {
+      bl = load_once(bias + l);
+      load_connection(st, rows, e0 + lane, e1, I, w0, s0);
+    }
     const uint32_t bit = 1u << (l % 32);
     const int64_t word = l / 32;
     for (int c0 = 0; c0 == 0 || c0 < B; c0 += kChunk) {  // B = 0: one pass that writes zeros
