@@ -8,7 +8,10 @@
 # by hand); name=FLAGS builds the working tree with CUDAFLAGS=FLAGS (several flags joined by
 # commas: g4pf=-DXMC_INT8_GROUP=4,-DXMC_INT8_PREFETCH=1). The builds run in
 # parallel; then bench/gpu-bench.mjs runs once per variant, one after the other,
-# and the lines that carry figures are printed side by side.
+# and the lines that carry figures are printed side by side. XMC_AB_REPEAT=N (default 1)
+# runs the variants round-robin N times (the same build varies by 2-5% from run to run,
+# so one sample each decides nothing below that) and ends with a table of the training
+# samples/s of each variant and run.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-/tmp/xmc-gpu-out}
@@ -27,12 +30,31 @@ for v in ${XMC_AB_VARIANTS:-g8=}; do
       timeout 300 npx cmake-js compile --directory . --out build > "/tmp/ab-build-$name.log" 2>&1 ) &
 done
 wait
-for name in "${names[@]}"; do
-  addon=/tmp/ab-src-$name/build/Release/xmc_native.node
-  [ -z "${XMC_AB_BENCH+x}" ] || [ "$XMC_AB_BENCH" != none ] || continue
-  if [ ! -f "$addon" ]; then echo "== $name: build failed"; tail -5 "/tmp/ab-build-$name.log"; continue; fi
-  t0=$(date +%s)
-  XMC_NATIVE_ADDON=$addon timeout ${XMC_AB_TIMEOUT:-200} node bench/gpu-bench.mjs ${XMC_AB_BENCH:-} > "$OUT/ab-$name.log" 2>&1
-  echo "== $name (exit $?, $(( $(date +%s) - t0 )) s)"
-  grep -E '^(train|top-|  per-op|  \[)' "$OUT/ab-$name.log" | sed -E 's/; rewire [^;]*;/;/' | cut -c1-330
+repeat=${XMC_AB_REPEAT:-1}
+for rep in $(seq 1 "$repeat"); do
+  for name in "${names[@]}"; do
+    addon=/tmp/ab-src-$name/build/Release/xmc_native.node
+    [ -z "${XMC_AB_BENCH+x}" ] || [ "$XMC_AB_BENCH" != none ] || continue
+    if [ ! -f "$addon" ]; then [ "$rep" = 1 ] && { echo "== $name: build failed"; tail -5 "/tmp/ab-build-$name.log"; }; continue; fi
+    log=$OUT/ab-$name.log
+    [ "$repeat" = 1 ] || log=$OUT/ab-$name-$rep.log
+    t0=$(date +%s)
+    XMC_NATIVE_ADDON=$addon timeout ${XMC_AB_TIMEOUT:-200} node bench/gpu-bench.mjs ${XMC_AB_BENCH:-} > "$log" 2>&1
+    status=$?
+    run=""
+    [ "$repeat" = 1 ] || run=" (run $rep)"
+    echo "== $name$run (exit $status, $(( $(date +%s) - t0 )) s)"
+    grep -E '^(train|top-|  per-op|  \[)' "$log" | sed -E 's/; rewire [^;]*;/;/' | cut -c1-330
+  done
 done
+if [ "$repeat" != 1 ]; then
+  echo "== training samples/s (the last phase of each variant and batch), run 1 .. $repeat"
+  for name in "${names[@]}"; do
+    for rep in $(seq 1 "$repeat"); do
+      [ -f "$OUT/ab-$name-$rep.log" ] || continue
+      grep -E '^train \[' "$OUT/ab-$name-$rep.log" | grep -v 'after 5 steps' |
+        sed -E "s/^train \[([^]]+)\] B=([0-9]+) .* ([0-9]+) samples\/s; rewire.*/$name \1 B=\2 \3/"
+    done
+  done | awk '{ key = $1 " " $2 " " $3; if (!(key in row)) order[n++] = key; row[key] = row[key] " " $4 }
+              END { for (i = 0; i < n; i++) print order[i] ":" row[order[i]] }'
+fi
