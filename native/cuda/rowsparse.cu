@@ -31,7 +31,7 @@
 // deterministic, unlike dW and dB).
 //
 // Fused loss + backward (ffiLossBackward): a warp per label at a time (a
-// warp takes labels warp, warp + 8 * blocks, ...: rowsparse_loss_backward_blocks). Per batch
+// warp takes labels warp, warp + 8 * blocks, ... (8 = kLossWarps): rowsparse_loss_backward_blocks). Per batch
 // chunk of 128 rows the warp computes its label's scores as the forward does
 // (lane = 4 rows), then in registers the loss and its gradient g[b] against
 // y[b, l] (a bit of the batch's label bitmap, [ceil(L/32), B] words), then
@@ -94,6 +94,16 @@ constexpr int kSparseBatch = XMC_SPARSE_BATCH;
 #define XMC_LOSS_PREFETCH 0
 #endif
 constexpr bool kLossPrefetch = XMC_LOSS_PREFETCH != 0;
+// Warps per block of the fused loss kernel (XMC_LOSS_WARPS, an A/B knob, default 8 = kWarps): at 96 registers
+// a multiprocessor holds 2 blocks of 8 warps (16 warps) but 5 blocks of 4 (20 warps), more loads in flight for
+// a kernel that waits on L2. With 4, XMC_LOSS_BLOCKS_PER_SM=20 keeps whole waves (5 resident x 4). Not yet run
+// on a GPU (seventh session, no device time left).
+#ifndef XMC_LOSS_WARPS
+#define XMC_LOSS_WARPS 8
+#endif
+constexpr int kLossWarps = XMC_LOSS_WARPS;
+constexpr int kLossThreads = kLossWarps * 32;
+static_assert(kLossWarps >= 1 && kLossWarps <= kWarps, "XMC_LOSS_WARPS must be in [1, 8] (the gather cache is sized for 8)");
 static_assert(kSparseBatch >= 0 && kSparseBatch <= 16, "XMC_SPARSE_BATCH must be in [0, 16]");
 constexpr int kMaxTopK = 16;  // the fused top-k keeps at most 16 keys per thread in registers
 // The fused loss kernel's per-warp cache of one label's gathered bfloat16 runs (bf16 gathers, B % 8 == 0,
@@ -593,7 +603,7 @@ __device__ __forceinline__ float loss_term(bool bce, float s, bool y, float scal
 // most kCacheConnections connections keeps its forward's gathered runs in the warp's cache and its backward
 // reads them from there (label_backward_cached, and the few-rows path) instead of gathering hT a second time.
 template <bool kVec4, class T, bool kCache = false>
-__global__ __launch_bounds__(kThreads, kLossMinBlocks) void loss_backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
+__global__ __launch_bounds__(kLossThreads, kLossMinBlocks) void loss_backward_kernel(DeviceStatus* st, RowSparseDev rows, const float* bias,
                                                                  const T* xT, int B, uint32_t I, int64_t L,
                                                                  FusedLossDev loss, float* dXT, float* dW, float* dB) {
   XMC_RETURN_IF_FAILED(st);
@@ -603,17 +613,17 @@ __global__ __launch_bounds__(kThreads, kLossMinBlocks) void loss_backward_kernel
   // Labels warp, warp + 8 * gridDim.x, ... (a few dozen per warp at L = 670k): a block holds its
   // multiprocessor slot until its slowest warp is done, and labels' costs vary (no rows of gradient to
   // all 128), so each warp takes many labels for the sums of their costs to even out.
-  const int64_t stride = (int64_t)gridDim.x * kWarps;
+  const int64_t stride = (int64_t)gridDim.x * kLossWarps;
   float w_next = 0.0f, b_next = 0.0f;  // XMC_LOSS_PREFETCH: the next label's, loaded ahead
   uint32_t s_next = 0;
   if constexpr (kLossPrefetch) {
-    const int64_t l = (int64_t)blockIdx.x * kWarps + warp;
+    const int64_t l = (int64_t)blockIdx.x * kLossWarps + warp;
     if (l < L) {
       load_connection_raw(rows, row_begin(rows, l) + lane, row_end(rows, l), w_next, s_next);
       b_next = load_once(bias + l);
     }
   }
-  for (int64_t l = (int64_t)blockIdx.x * kWarps + warp; l < L; l += stride) {
+  for (int64_t l = (int64_t)blockIdx.x * kLossWarps + warp; l < L; l += stride) {
     const int64_t e0 = row_begin(rows, l), e1 = row_end(rows, l);
     uint16_t* cache = nullptr;
     if constexpr (kCache) {
@@ -763,12 +773,12 @@ __global__ __launch_bounds__(kThreads, kLossMinBlocks) void loss_backward_kernel
       label_backward<kVec4, T>(st, rows, xT, B, I, e0, e1, c0, nb, lane, w0, s0, gv, first, true, dXT, dW);
     }
   }
-  __shared__ double warps[kWarps];
+  __shared__ double warps[kLossWarps];
   if (lane == 0) warps[warp] = warp_loss;
   __syncthreads();
   if (threadIdx.x == 0) {
     double t = 0.0;
-    for (int w = 0; w < kWarps; ++w) t += warps[w];
+    for (int w = 0; w < kLossWarps; ++w) t += warps[w];
     loss.partial[blockIdx.x] = t;
   }
 }
@@ -1117,7 +1127,7 @@ void rowsparse_backward(const Launch& ctx, const RowSparseDev& rows, int64_t L, 
 #endif
 int64_t rowsparse_loss_backward_blocks(int64_t L, int multiprocessors) {
   const int64_t cap = (int64_t)std::max(1, multiprocessors) * XMC_LOSS_BLOCKS_PER_SM;
-  return std::max<int64_t>(1, std::min<int64_t>((L + kWarps - 1) / kWarps, cap));
+  return std::max<int64_t>(1, std::min<int64_t>((L + kLossWarps - 1) / kLossWarps, cap));
 }
 
 template <class T>
@@ -1133,15 +1143,15 @@ static void launch_loss_backward(const Launch& ctx, unsigned blocks, const RowSp
       return ok;
     }();
     if (B % 8 == 0 && cache_fits) {  // bf16 16-byte gathers: the cached kernel
-      loss_backward_kernel<true, T, true><<<blocks, kThreads, kCacheBytesPerBlock, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
+      loss_backward_kernel<true, T, true><<<blocks, kLossThreads, kCacheBytesPerBlock, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
       check_launch(ctx.op, "rowsparse loss_backward_kernel (cached)");
       return;
     }
   }
   if (B % 4 == 0)
-    loss_backward_kernel<true, T><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
+    loss_backward_kernel<true, T><<<blocks, kLossThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
   else
-    loss_backward_kernel<false, T><<<blocks, kThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
+    loss_backward_kernel<false, T><<<blocks, kLossThreads, 0, ctx.stream>>>(ctx.status, rows, bias, xT, (int)B, (uint32_t)I, L, loss, dXT, dW, dB);
   check_launch(ctx.op, "rowsparse loss_backward_kernel");
 }
 
