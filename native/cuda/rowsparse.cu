@@ -188,10 +188,13 @@ __device__ __forceinline__ void group_connection(DeviceStatus* st, const RowSpar
 __device__ __forceinline__ float load1(const float* p) { return *p; }
 __device__ __forceinline__ float load1(const uint16_t* p) { return __uint_as_float(static_cast<uint32_t>(*p) << 16); }
 [[maybe_unused]] __device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
-__device__ __forceinline__ float4 load4(const uint16_t* p) {  // 4 bf16 = 8 bytes (p is 8-byte aligned)
-  const uint2 v = *reinterpret_cast<const uint2*>(p);
+// 4 bf16 (8 bytes) widened to float32.
+__device__ __forceinline__ float4 widen_bf16x4(uint2 v) {
   return make_float4(__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xFFFF0000u), __uint_as_float(v.y << 16),
                      __uint_as_float(v.y & 0xFFFF0000u));
+}
+__device__ __forceinline__ float4 load4(const uint16_t* p) {  // p is 8-byte aligned
+  return widen_bf16x4(*reinterpret_cast<const uint2*>(p));
 }
 
 // Gathers from hT and atomics into dXT (global memory only): plain, or with XMC_LOSS_HINTS >= 2 on sm_80 and
@@ -230,8 +233,7 @@ __device__ __forceinline__ float4 gather4(const uint16_t* p) {
 #ifdef XMC_KEEP_IN_L2
   uint2 v;
   asm volatile("ld.global.L2::cache_hint.v2.u32 {%0, %1}, [%2], %3;" : "=r"(v.x), "=r"(v.y) : "l"(p), "l"(keep_policy()));
-  return make_float4(__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xFFFF0000u), __uint_as_float(v.y << 16),
-                     __uint_as_float(v.y & 0xFFFF0000u));
+  return widen_bf16x4(v);
 #else
   return load4(p);
 #endif
