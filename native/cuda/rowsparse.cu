@@ -31,7 +31,7 @@
 // deterministic, unlike dW and dB).
 //
 // Fused loss + backward (ffiLossBackward): a warp per label at a time (a
-// warp takes labels warp, warp + 8 * blocks, ... (8 = kLossWarps): rowsparse_loss_backward_blocks). Per batch
+// warp takes labels warp, warp + 4 * blocks, ... (4 = kLossWarps): rowsparse_loss_backward_blocks). Per batch
 // chunk of 128 rows the warp computes its label's scores as the forward does
 // (lane = 4 rows), then in registers the loss and its gradient g[b] against
 // y[b, l] (a bit of the batch's label bitmap, [ceil(L/32), B] words), then
@@ -94,16 +94,18 @@ constexpr int kSparseBatch = XMC_SPARSE_BATCH;
 #define XMC_LOSS_PREFETCH 0
 #endif
 constexpr bool kLossPrefetch = XMC_LOSS_PREFETCH != 0;
-// Warps per block of the fused loss kernel (XMC_LOSS_WARPS, an A/B knob, default 8 = kWarps): at 96 registers
-// a multiprocessor holds 2 blocks of 8 warps (16 warps) but 5 blocks of 4 (20 warps), more loads in flight for
-// a kernel that waits on L2. With 4, XMC_LOSS_BLOCKS_PER_SM=20 keeps whole waves (5 resident x 4). Not yet run
-// on a GPU (seventh session, no device time left).
+// Warps per block of the fused loss kernel (XMC_LOSS_WARPS, default 4): at 96 registers a multiprocessor holds
+// 5 blocks of 4 warps (20 warps) but only 2 of 8 (16 warps); the extra warps keep more gathers in flight in a
+// kernel that waits on L2. Measured on an H200 (eighth session, A670K B = 128, two runs each): TF32+bf16
+// 52,870 / 52,338 samples/s with 4 warps against 49,653 / 49,374 with 8; FP32 (107 registers, 4 resident blocks
+// either way) unchanged. src/train/memory-limit.ts counts the per-block loss sums for at least 4 warps a block.
 #ifndef XMC_LOSS_WARPS
-#define XMC_LOSS_WARPS 8
+#define XMC_LOSS_WARPS 4
 #endif
 constexpr int kLossWarps = XMC_LOSS_WARPS;
 constexpr int kLossThreads = kLossWarps * 32;
-static_assert(kLossWarps >= 1 && kLossWarps <= kWarps, "XMC_LOSS_WARPS must be in [1, 8] (the gather cache is sized for 8)");
+static_assert(kLossWarps >= 4 && kLossWarps <= kWarps,
+              "XMC_LOSS_WARPS must be in [4, 8]: the gather cache is sized for 8, the memory planner counts blocks for 4");
 static_assert(kSparseBatch >= 0 && kSparseBatch <= 16, "XMC_SPARSE_BATCH must be in [0, 16]");
 constexpr int kMaxTopK = 16;  // the fused top-k keeps at most 16 keys per thread in registers
 // The fused loss kernel's per-warp cache of one label's gathered bfloat16 runs (bf16 gathers, B % 8 == 0,
@@ -1125,9 +1127,10 @@ void rowsparse_backward(const Launch& ctx, const RowSparseDev& rows, int64_t L, 
 }
 
 // Blocks per multiprocessor of the fused loss kernel's grid (XMC_LOSS_BLOCKS_PER_SM, a build knob for A/B
-// runs): 8 is four full waves at its occupancy of 2 blocks per multiprocessor.
+// runs): 20 is four full waves at 5 resident blocks of 4 warps (96 registers). 10 and 40 ran as fast on an
+// H200; 5 (one wave) was slower in FP32 (25k samples/s against 31k), where only 4 blocks are resident.
 #ifndef XMC_LOSS_BLOCKS_PER_SM
-#define XMC_LOSS_BLOCKS_PER_SM 8
+#define XMC_LOSS_BLOCKS_PER_SM 20
 #endif
 int64_t rowsparse_loss_backward_blocks(int64_t L, int multiprocessors) {
   const int64_t cap = (int64_t)std::max(1, multiprocessors) * XMC_LOSS_BLOCKS_PER_SM;

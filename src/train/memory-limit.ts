@@ -41,7 +41,7 @@ export function deviceMemoryNeeded(model: ModelConfig, B: number, E: number): De
     // training: the output layer's transposed input and dX scatter target; the fused FFI loss's
     // label bitmap and per-block sums; the unfused loss's per-row partial sums
     let train = out === 'dense' ? 0 : 4 * B * inputs * (1 + dX);
-    if (out === 'ffi') train += 4 * B * Math.ceil(L / 32) + 8 * Math.ceil(L / 8);
+    if (out === 'ffi') train += 4 * B * Math.ceil(L / 32) + 8 * Math.ceil(L / 4); // blocks of 4 warps (XMC_LOSS_WARPS)
     else train += 8 * B * Math.ceil(L / 4096) + 24 * B * 64;
     // evaluation: the transposed input (row-sparse layers), a chunk of scores, two candidate sets
     const chunk = Math.min(topKChunk(E), Math.max(L, 1));
