@@ -80,20 +80,6 @@ constexpr int kPad = 4;      // keeps float4 rows aligned in shared memory
 #define XMC_SPARSE_ROWS 12
 #endif
 constexpr int kSparseRows = XMC_SPARSE_ROWS;
-// The few-rows path's loads in batches of this many rows (XMC_SPARSE_BATCH, an A/B knob; 0: one row at a
-// time, the measured default). Written in the seventh session without a GPU left to run it: not yet tested
-// or measured on one (the GPU tests must pass with -DXMC_SPARSE_BATCH=4 before it can become the default).
-#ifndef XMC_SPARSE_BATCH
-#define XMC_SPARSE_BATCH 0
-#endif
-constexpr int kSparseBatch = XMC_SPARSE_BATCH;
-// XMC_LOSS_PREFETCH=1 (an A/B knob, default 0; FFI layers): the fused loss kernel loads the next label's first 32
-// connections and bias while the current label runs, so that their DRAM latency (they are streamed, evict-first)
-// is not paid at every label's start. Written in the seventh session without a GPU left: not yet run on one.
-#ifndef XMC_LOSS_PREFETCH
-#define XMC_LOSS_PREFETCH 0
-#endif
-constexpr bool kLossPrefetch = XMC_LOSS_PREFETCH != 0;
 // Warps per block of the fused loss kernel (XMC_LOSS_WARPS, default 4): at 96 registers a multiprocessor holds
 // 5 blocks of 4 warps (20 warps) but only 2 of 8 (16 warps); the extra warps keep more gathers in flight in a
 // kernel that waits on L2. Measured on an H200 (eighth session, A670K B = 128, two runs each): TF32+bf16
@@ -106,7 +92,6 @@ constexpr int kLossWarps = XMC_LOSS_WARPS;
 constexpr int kLossThreads = kLossWarps * 32;
 static_assert(kLossWarps >= 4 && kLossWarps <= kWarps,
               "XMC_LOSS_WARPS must be in [4, 8]: the gather cache is sized for 8, the memory planner counts blocks for 4");
-static_assert(kSparseBatch >= 0 && kSparseBatch <= 16, "XMC_SPARSE_BATCH must be in [0, 16]");
 constexpr int kMaxTopK = 16;  // the fused top-k keeps at most 16 keys per thread in registers
 // The fused loss kernel's per-warp cache of one label's gathered bfloat16 runs (bf16 gathers, B % 8 == 0,
 // at most kCacheConnections connections): [32 connections][128 rows + 8], a row stride of 272 bytes keeps the
@@ -143,17 +128,7 @@ __device__ __forceinline__ void store_once(T* p, T v) {
   else *p = v;
 }
 
-// Lane's connection e of a 32-wide group as stored (weight 0, source 0 past the row's end e1), and the check
-// that makes its source safe (a source >= I is recorded and read as source 0 with weight 0): apart, so that a
-// connection can be loaded long before it is used (XMC_LOSS_PREFETCH) without waiting for it at the check.
-__device__ __forceinline__ void load_connection_raw(const RowSparseDev& rows, int64_t e, int64_t e1, float& w, uint32_t& s) {
-  w = 0.0f;
-  s = 0;
-  if (e < e1) {
-    w = load_once(rows.weight + e);
-    s = load_once(rows.src + e);
-  }
-}
+// A connection whose source is >= I is recorded and read as source 0 with weight 0.
 __device__ __forceinline__ void check_connection(DeviceStatus* st, const RowSparseDev& rows, int64_t e, uint32_t I,
                                                  float& w, uint32_t& s) {
   if (s >= I) {
@@ -162,8 +137,7 @@ __device__ __forceinline__ void check_connection(DeviceStatus* st, const RowSpar
     s = 0;
   }
 }
-// Lane's connection e (< e1) of a 32-wide group: weight and a safe source (load_connection_raw and
-// check_connection in one).
+// Lane's connection e of a 32-wide group: weight and a safe source (weight 0, source 0 past the row's end e1).
 __device__ __forceinline__ void load_connection(DeviceStatus* st, const RowSparseDev& rows, int64_t e, int64_t e1,
                                                 uint32_t I, float& w, uint32_t& s) {
   w = 0.0f;
@@ -616,19 +590,10 @@ __global__ __launch_bounds__(kLossThreads, kLossMinBlocks) void loss_backward_ke
   extern __shared__ __align__(16) uint16_t loss_cache[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   double warp_loss = 0.0;
-  // Labels warp, warp + 8 * gridDim.x, ... (a few dozen per warp at L = 670k): a block holds its
+  // Labels warp, warp + 4 * gridDim.x, ... (a few dozen per warp at L = 670k): a block holds its
   // multiprocessor slot until its slowest warp is done, and labels' costs vary (no rows of gradient to
   // all 128), so each warp takes many labels for the sums of their costs to even out.
   const int64_t stride = (int64_t)gridDim.x * kLossWarps;
-  float w_next = 0.0f, b_next = 0.0f;  // XMC_LOSS_PREFETCH: the next label's, loaded ahead
-  uint32_t s_next = 0;
-  if constexpr (kLossPrefetch) {
-    const int64_t l = (int64_t)blockIdx.x * kLossWarps + warp;
-    if (l < L) {
-      load_connection_raw(rows, row_begin(rows, l) + lane, row_end(rows, l), w_next, s_next);
-      b_next = load_once(bias + l);
-    }
-  }
   for (int64_t l = (int64_t)blockIdx.x * kLossWarps + warp; l < L; l += stride) {
     const int64_t e0 = row_begin(rows, l), e1 = row_end(rows, l);
     uint16_t* cache = nullptr;
@@ -636,19 +601,10 @@ __global__ __launch_bounds__(kLossThreads, kLossMinBlocks) void loss_backward_ke
       if (e1 - e0 <= kCacheConnections) cache = loss_cache + warp * kCacheConnections * kCacheStride;
     }
     // The label's first 32 connections, once for all its chunks, its scores and its backward.
-    float bl, w0;
+    const float bl = load_once(bias + l);
+    float w0;
     uint32_t s0;
-    if constexpr (kLossPrefetch) {
-      bl = b_next, w0 = w_next, s0 = s_next;
-      if (e0 + lane < e1) check_connection(st, rows, e0 + lane, I, w0, s0);
-      if (l + stride < L) {
-        load_connection_raw(rows, row_begin(rows, l + stride) + lane, row_end(rows, l + stride), w_next, s_next);
-        b_next = load_once(bias + l + stride);
-      }
-    } else {
-      bl = load_once(bias + l);
-      load_connection(st, rows, e0 + lane, e1, I, w0, s0);
-    }
+    load_connection(st, rows, e0 + lane, e1, I, w0, s0);
     const uint32_t bit = 1u << (l % 32);
     const int64_t word = l / 32;
     for (int c0 = 0; c0 == 0 || c0 < B; c0 += kChunk) {  // B = 0: one pass that writes zeros
@@ -717,51 +673,15 @@ __global__ __launch_bounds__(kLossThreads, kLossMinBlocks) void loss_backward_ke
           }
           float* dxs = dXT ? dXT + (int64_t)s * B + c0 : nullptr;
           float dot = 0.0f;
-          if constexpr (kSparseBatch > 0) {
-            // The rows with a gradient taken kSparseBatch at a time, in the order of the loop below (the same
-            // sums): a batch's loads are issued together, one L2 round trip per batch instead of one per row
-            // (the loop below waits for each row's load before the next: its atomics are compiler barriers).
-            unsigned pending[4] = {rows_with_g[0], rows_with_g[1], rows_with_g[2], rows_with_g[3]};
-            while ((pending[0] | pending[1] | pending[2] | pending[3]) != 0) {  // warp-uniform
-              int bj[kSparseBatch];
-              float gj[kSparseBatch], xv[kSparseBatch];
-              bool ok[kSparseBatch];
 #pragma unroll
-              for (int j = 0; j < kSparseBatch; ++j) {
-                const int r = pending[0] ? 0 : pending[1] ? 1 : pending[2] ? 2 : 3;
-                const unsigned m = r == 0 ? pending[0] : r == 1 ? pending[1] : r == 2 ? pending[2] : pending[3];
-                ok[j] = m != 0;
-                const int t = ok[j] ? __ffs(m) - 1 : 0;
-                const unsigned rest = m & (m - 1);
-                if (r == 0) pending[0] = rest;
-                else if (r == 1) pending[1] = rest;
-                else if (r == 2) pending[2] = rest;
-                else pending[3] = rest;
-                const float gr = r == 0 ? gv[0] : r == 1 ? gv[1] : r == 2 ? gv[2] : gv[3];
-                gj[j] = __shfl_sync(kFullMask, gr, t);
-                bj[j] = ok[j] ? (kVec4 ? t * 4 + r : t + 32 * r) : 0;  // row 0 of the chunk: a valid address
-              }
-#pragma unroll
-              for (int j = 0; j < kSparseBatch; ++j) xv[j] = (kCache && cache) ? load1(xs + bj[j]) : gather1(xs + bj[j]);
-#pragma unroll
-              for (int j = 0; j < kSparseBatch; ++j) {
-                if (mine && ok[j]) {
-                  dot += gj[j] * xv[j];
-                  if (dxs) scatter_add1(dxs + bj[j], w * gj[j]);
-                }
-              }
-            }
-          } else {
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-              for (unsigned m = rows_with_g[r]; m != 0; m &= m - 1) {  // warp-uniform
-                const int t = __ffs(m) - 1;
-                const float gb = __shfl_sync(kFullMask, gv[r], t);
-                const int b = kVec4 ? t * 4 + r : t + 32 * r;
-                if (mine) {
-                  dot += gb * ((kCache && cache) ? load1(xs + b) : gather1(xs + b));  // the cache is shared memory
-                  if (dxs) scatter_add1(dxs + b, w * gb);
-                }
+          for (int r = 0; r < 4; ++r) {
+            for (unsigned m = rows_with_g[r]; m != 0; m &= m - 1) {  // warp-uniform
+              const int t = __ffs(m) - 1;
+              const float gb = __shfl_sync(kFullMask, gv[r], t);
+              const int b = kVec4 ? t * 4 + r : t + 32 * r;
+              if (mine) {
+                dot += gb * ((kCache && cache) ? load1(xs + b) : gather1(xs + b));  // the cache is shared memory
+                if (dxs) scatter_add1(dxs + b, w * gb);
               }
             }
           }
