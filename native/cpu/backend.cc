@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "common/js_classes.h"
 #include "register.h"
 
 namespace xmc::cpu {
@@ -358,75 +359,25 @@ void transpose(ThreadPool& pool, const float* x, int64_t rows, int64_t cols, flo
 
 namespace {
 
-struct EnvClasses {
-  Napi::FunctionReference backend, tensor;
-};
-std::mutex g_classes_mu;
-std::unordered_map<napi_env, EnvClasses*> g_classes;
+common::ClassRegistry g_classes;
 
-EnvClasses& classes(napi_env env) {
-  std::lock_guard<std::mutex> lock(g_classes_mu);
-  return *g_classes.at(env);
-}
+common::ClassRegistry::Classes& classes(napi_env env) { return g_classes.at(env); }
 
 }  // namespace
 
-class CpuTensor : public Napi::ObjectWrap<CpuTensor> {
+class CpuTensor : public common::TensorWrap<CpuTensor, Device, Tensor> {
  public:
-  struct Init {
-    std::shared_ptr<Device> device;
-    Tensor tensor;
-  };
-
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "CpuTensor",
-                       {
-                           InstanceAccessor<&CpuTensor::GetDtype>("dtype"),
-                           InstanceAccessor<&CpuTensor::GetShape>("shape"),
-                           InstanceAccessor<&CpuTensor::GetSize>("size"),
-                           InstanceAccessor<&CpuTensor::GetDisposed>("disposed"),
-                           InstanceMethod<&CpuTensor::Read>("read"),
-                           InstanceMethod<&CpuTensor::Write>("write"),
-                           InstanceMethod<&CpuTensor::Dispose>("dispose"),
-                       });
+    return DefineTensorClass(env, "CpuTensor", &CpuTensor::Read, &CpuTensor::Write, &CpuTensor::Dispose);
   }
 
   static Napi::Object Create(Napi::Env env, std::shared_ptr<Device> device, Tensor tensor) {
-    Init init{std::move(device), std::move(tensor)};
-    return classes(env).tensor.New({Napi::External<Init>::New(env, &init)});
+    return TensorWrap::Create(g_classes, env, std::move(device), std::move(tensor));
   }
 
-  explicit CpuTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CpuTensor>(info) {
-    if (info.Length() != 1 || !info[0].IsExternal())
-      throw Napi::TypeError::New(info.Env(), "CpuTensor cannot be constructed directly: use backend.tensor() or backend.fromArray()");
-    Init* init = info[0].As<Napi::External<Init>>().Data();
-    device_ = init->device;
-    tensor_ = init->tensor;
-  }
-
-  const std::shared_ptr<Device>& device() const { return device_; }
-  const std::optional<Tensor>& tensor() const { return tensor_; }
+  explicit CpuTensor(const Napi::CallbackInfo& info) : TensorWrap(info, "CpuTensor") {}
 
  private:
-  const Tensor& live(const Napi::Env& env, const char* what) const {
-    if (!tensor_) throw Napi::Error::New(env, std::string("tensor.") + what + ": the tensor was disposed");
-    return *tensor_;
-  }
-
-  Napi::Value GetDtype(const Napi::CallbackInfo& info) {
-    return Napi::String::New(info.Env(), tensor_ ? dtype_name(tensor_->dtype) : "disposed");
-  }
-  Napi::Value GetShape(const Napi::CallbackInfo& info) {
-    Napi::Array a = Napi::Array::New(info.Env());
-    if (tensor_)
-      for (size_t i = 0; i < tensor_->shape.size(); ++i) a.Set(i, Napi::Number::New(info.Env(), (double)tensor_->shape[i]));
-    return a;
-  }
-  Napi::Value GetSize(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), tensor_ ? (double)tensor_->size : 0);
-  }
-  Napi::Value GetDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !tensor_); }
-
   // read(): Promise<TypedArray>, a copy taken after every op enqueued before it.
   Napi::Value Read(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -449,18 +400,7 @@ class CpuTensor : public Napi::ObjectWrap<CpuTensor> {
   Napi::Value Write(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const Tensor& t = live(env, "write");
-    if (info.Length() < 1 || !info[0].IsTypedArray())
-      throw Napi::TypeError::New(env, "tensor.write: expected a typed array");
-    Napi::TypedArray src = info[0].As<Napi::TypedArray>();
-    napi_typedarray_type want = t.dtype == DType::Float32 ? napi_float32_array
-                                : t.dtype == DType::Int32 ? napi_int32_array
-                                                          : napi_uint32_array;
-    if (src.TypedArrayType() != want)
-      throw Napi::TypeError::New(env, std::string("tensor.write: a ") + dtype_name(t.dtype) + " tensor needs a " +
-                                          (t.dtype == DType::Float32 ? "Float32Array" : t.dtype == DType::Int32 ? "Int32Array" : "Uint32Array"));
-    if ((int64_t)src.ElementLength() != t.size)
-      throw Napi::RangeError::New(env, "tensor.write: the array has " + std::to_string(src.ElementLength()) +
-                                           " elements, the tensor " + shape_string(t.shape) + " has " + std::to_string(t.size));
+    const Napi::TypedArray src = common::parse_write_source(info, t.dtype, t.shape, t.size);
     std::shared_ptr<Buffer> staging;
     try {
       staging = std::make_shared<Buffer>(device_->allocator(), t.bytes());
@@ -468,7 +408,7 @@ class CpuTensor : public Napi::ObjectWrap<CpuTensor> {
       throw Napi::RangeError::New(env, "tensor.write: out of memory for the staging copy");
     }
     if (t.bytes())
-      std::memcpy(staging->data(), static_cast<const uint8_t*>(src.ArrayBuffer().Data()) + src.ByteOffset(), t.bytes());
+      std::memcpy(staging->data(), common::typed_array_bytes(src), t.bytes());
     device_->enqueue("write", [t, staging] {
       if (t.bytes()) std::memcpy(t.buffer->data(), staging->data(), t.bytes());
     });
@@ -480,9 +420,6 @@ class CpuTensor : public Napi::ObjectWrap<CpuTensor> {
     tensor_.reset();
     return info.Env().Undefined();
   }
-
-  std::shared_ptr<Device> device_;
-  std::optional<Tensor> tensor_;
 };
 
 class CpuBackend : public Napi::ObjectWrap<CpuBackend> {
@@ -537,31 +474,11 @@ class CpuBackend : public Napi::ObjectWrap<CpuBackend> {
 
   Napi::Value FromArray(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsTypedArray())
-      throw Napi::TypeError::New(env, "backend.fromArray: expected a Float32Array, Int32Array or Uint32Array");
-    Napi::TypedArray src = info[0].As<Napi::TypedArray>();
-    DType dtype;
-    switch (src.TypedArrayType()) {
-      case napi_float32_array: dtype = DType::Float32; break;
-      case napi_int32_array: dtype = DType::Int32; break;
-      case napi_uint32_array: dtype = DType::Uint32; break;
-      default: throw Napi::TypeError::New(env, "backend.fromArray: expected a Float32Array, Int32Array or Uint32Array");
-    }
-    std::vector<int64_t> shape;
-    if (info.Length() > 1 && !info[1].IsUndefined()) {
-      shape = parse_shape(env, info[1], "backend.fromArray");
-    } else {
-      shape = {static_cast<int64_t>(src.ElementLength())};
-    }
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    if (n != static_cast<int64_t>(src.ElementLength()))
-      throw Napi::RangeError::New(env, "backend.fromArray: shape " + shape_string(shape) + " holds " + std::to_string(n) +
-                                           " elements but the array has " + std::to_string(src.ElementLength()));
-    Tensor t = device_->allocate(dtype, std::move(shape));
+    common::HostArray src = common::parse_from_array(info);
+    Tensor t = device_->allocate(src.dtype, std::move(src.shape));
     // A fresh buffer that no queued op can see yet: copy right away.
     if (t.bytes())
-      std::memcpy(t.buffer->data(), static_cast<const uint8_t*>(src.ArrayBuffer().Data()) + src.ByteOffset(), t.bytes());
+      std::memcpy(t.buffer->data(), common::typed_array_bytes(src.array), t.bytes());
     return CpuTensor::Create(env, device_, std::move(t));
   }
 
@@ -569,14 +486,7 @@ class CpuBackend : public Napi::ObjectWrap<CpuBackend> {
     return device_->enqueue_settled(info.Env(), "sync", [] {}, nullptr);
   }
 
-  Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("currentBytes", (double)device_->allocator()->current_bytes());
-    o.Set("peakBytes", (double)device_->allocator()->peak_bytes());
-    o.Set("liveAllocations", (double)device_->allocator()->live_allocations());
-    return o;
-  }
+  Napi::Value MemoryStats(const Napi::CallbackInfo& info) { return common::memory_stats(info.Env(), *device_->allocator()); }
 
   Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info) {
     device_->allocator()->reset_peak();
@@ -622,18 +532,7 @@ std::optional<Tensor> OpCall::optional_tensor(size_t index, const char* name) co
 Napi::Value Fill(const Napi::CallbackInfo& info) {
   OpCall call(info, "fill");
   Tensor t = call.tensor(1, "t");
-  if (info.Length() < 3 || !info[2].IsNumber()) call.type_error("value must be a number");
-  double v = info[2].As<Napi::Number>().DoubleValue();
-  uint32_t bits;
-  if (t.dtype == DType::Float32) {
-    float f = static_cast<float>(v);
-    std::memcpy(&bits, &f, 4);
-  } else {
-    double lo = t.dtype == DType::Int32 ? -2147483648.0 : 0.0, hi = t.dtype == DType::Int32 ? 2147483647.0 : 4294967295.0;
-    if (!(v >= lo && v <= hi && v == std::floor(v)))
-      call.range_error(std::string("value must be an integer in the range of ") + dtype_name(t.dtype) + ", got " + std::to_string(v));
-    bits = t.dtype == DType::Int32 ? static_cast<uint32_t>(static_cast<int32_t>(v)) : static_cast<uint32_t>(v);
-  }
+  const uint32_t bits = common::parse_fill_bits(call, 2, t.dtype);
   call.enqueue([t, bits] {
     uint32_t* p = t.data<uint32_t>();
     std::fill(p, p + t.size, bits);
@@ -657,28 +556,8 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
 
 
 void register_backend_classes(Napi::Env env, Napi::Object exports) {
-  auto* c = new EnvClasses();
   Napi::Function backend = CpuBackend::Define(env);
-  Napi::Function tensor = CpuTensor::Define(env);
-  c->backend = Napi::Persistent(backend);
-  c->tensor = Napi::Persistent(tensor);
-  {
-    std::lock_guard<std::mutex> lock(g_classes_mu);
-    g_classes[env] = c;
-  }
-  napi_add_env_cleanup_hook(
-      env,
-      [](void* arg) {
-        auto* cls = static_cast<EnvClasses*>(arg);
-        std::lock_guard<std::mutex> lock(g_classes_mu);
-        for (auto it = g_classes.begin(); it != g_classes.end(); ++it)
-          if (it->second == cls) {
-            g_classes.erase(it);
-            break;
-          }
-        delete cls;
-      },
-      c);
+  g_classes.add(env, backend, CpuTensor::Define(env));
   exports.Set("CpuBackend", backend);
   exports.Set("fill", Napi::Function::New(env, Fill, "fill"));
   exports.Set("copy", Napi::Function::New(env, Copy, "copy"));

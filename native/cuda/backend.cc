@@ -22,6 +22,7 @@
 #include <sstream>
 
 #include "../register.h"
+#include "common/js_classes.h"
 
 namespace xmc::cuda {
 
@@ -327,20 +328,9 @@ void CudaDevice::on_completion(Napi::Env env, Napi::Function, CudaDevice* device
 
 namespace {
 
-struct EnvClasses {
-  Napi::FunctionReference backend, tensor;
-};
-std::mutex g_classes_mu;
-std::unordered_map<napi_env, EnvClasses*> g_classes;
+common::ClassRegistry g_classes;
 
-EnvClasses& classes(napi_env env) {
-  std::lock_guard<std::mutex> lock(g_classes_mu);
-  return *g_classes.at(env);
-}
-
-const uint8_t* typed_array_bytes(const Napi::TypedArray& a) {
-  return static_cast<const uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset();
-}
+common::ClassRegistry::Classes& classes(napi_env env) { return g_classes.at(env); }
 
 }  // namespace
 
@@ -358,60 +348,19 @@ Napi::Value guarded(const Napi::CallbackInfo& info, const char* op, const std::f
   }
 }
 
-class CudaTensor : public Napi::ObjectWrap<CudaTensor> {
+class CudaTensor : public common::TensorWrap<CudaTensor, CudaDevice, Tensor> {
  public:
-  struct Init {
-    std::shared_ptr<CudaDevice> device;
-    Tensor tensor;
-  };
-
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "CudaTensor",
-                       {
-                           InstanceAccessor<&CudaTensor::GetDtype>("dtype"),
-                           InstanceAccessor<&CudaTensor::GetShape>("shape"),
-                           InstanceAccessor<&CudaTensor::GetSize>("size"),
-                           InstanceAccessor<&CudaTensor::GetDisposed>("disposed"),
-                           InstanceMethod<&CudaTensor::Read>("read"),
-                           InstanceMethod<&CudaTensor::Write>("write"),
-                           InstanceMethod<&CudaTensor::Dispose>("dispose"),
-                       });
+    return DefineTensorClass(env, "CudaTensor", &CudaTensor::Read, &CudaTensor::Write, &CudaTensor::Dispose);
   }
 
   static Napi::Object Create(Napi::Env env, std::shared_ptr<CudaDevice> device, Tensor tensor) {
-    Init init{std::move(device), std::move(tensor)};
-    return classes(env).tensor.New({Napi::External<Init>::New(env, &init)});
+    return TensorWrap::Create(g_classes, env, std::move(device), std::move(tensor));
   }
 
-  explicit CudaTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CudaTensor>(info) {
-    if (info.Length() != 1 || !info[0].IsExternal())
-      throw Napi::TypeError::New(info.Env(), "CudaTensor cannot be constructed directly: use backend.tensor() or backend.fromArray()");
-    Init* init = info[0].As<Napi::External<Init>>().Data();
-    device_ = init->device;
-    tensor_ = init->tensor;
-  }
-
-  const std::shared_ptr<CudaDevice>& device() const { return device_; }
-  const std::optional<Tensor>& tensor() const { return tensor_; }
+  explicit CudaTensor(const Napi::CallbackInfo& info) : TensorWrap(info, "CudaTensor") {}
 
  private:
-  const Tensor& live(const Napi::Env& env, const char* what) const {
-    if (!tensor_) throw Napi::Error::New(env, std::string("tensor.") + what + ": the tensor was disposed");
-    return *tensor_;
-  }
-
-  Napi::Value GetDtype(const Napi::CallbackInfo& info) {
-    return Napi::String::New(info.Env(), tensor_ ? dtype_name(tensor_->dtype) : "disposed");
-  }
-  Napi::Value GetShape(const Napi::CallbackInfo& info) {
-    Napi::Array a = Napi::Array::New(info.Env());
-    if (tensor_)
-      for (size_t i = 0; i < tensor_->shape.size(); ++i) a.Set(i, Napi::Number::New(info.Env(), (double)tensor_->shape[i]));
-    return a;
-  }
-  Napi::Value GetSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), tensor_ ? (double)tensor_->size : 0); }
-  Napi::Value GetDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !tensor_); }
-
   // read(): a copy taken after every op enqueued before it (device -> pinned -> ArrayBuffer on the JS thread).
   Napi::Value Read(const Napi::CallbackInfo& info) {
     return guarded(info, "read", [&]() -> Napi::Value {
@@ -441,21 +390,11 @@ class CudaTensor : public Napi::ObjectWrap<CudaTensor> {
     return guarded(info, "write", [&]() -> Napi::Value {
       Napi::Env env = info.Env();
       const Tensor& t = live(env, "write");
-      if (info.Length() < 1 || !info[0].IsTypedArray()) throw Napi::TypeError::New(env, "tensor.write: expected a typed array");
-      Napi::TypedArray src = info[0].As<Napi::TypedArray>();
-      napi_typedarray_type want = t.dtype == DType::Float32 ? napi_float32_array
-                                  : t.dtype == DType::Int32 ? napi_int32_array
-                                                            : napi_uint32_array;
-      if (src.TypedArrayType() != want)
-        throw Napi::TypeError::New(env, std::string("tensor.write: a ") + dtype_name(t.dtype) + " tensor needs a " +
-                                            (t.dtype == DType::Float32 ? "Float32Array" : t.dtype == DType::Int32 ? "Int32Array" : "Uint32Array"));
-      if ((int64_t)src.ElementLength() != t.size)
-        throw Napi::RangeError::New(env, "tensor.write: the array has " + std::to_string(src.ElementLength()) +
-                                             " elements, the tensor " + shape_string(t.shape) + " has " + std::to_string(t.size));
+      const Napi::TypedArray src = common::parse_write_source(info, t.dtype, t.shape, t.size);
       if (!t.bytes()) return env.Undefined();
       device_->activate("write");
       std::shared_ptr<void> pinned = device_->pinned().acquire(t.bytes(), "write");
-      std::memcpy(pinned.get(), typed_array_bytes(src), t.bytes());
+      std::memcpy(pinned.get(), common::typed_array_bytes(src), t.bytes());
       std::shared_ptr<Buffer> staging = device_->scratch(t.bytes(), "write");
       check(cudaMemcpyAsync(staging->data(), pinned.get(), t.bytes(), cudaMemcpyHostToDevice, device_->stream()), "write",
             "cudaMemcpyAsync");
@@ -470,9 +409,6 @@ class CudaTensor : public Napi::ObjectWrap<CudaTensor> {
     tensor_.reset();
     return info.Env().Undefined();
   }
-
-  std::shared_ptr<CudaDevice> device_;
-  std::optional<Tensor> tensor_;
 };
 
 class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
@@ -580,33 +516,13 @@ class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
   Napi::Value FromArray(const Napi::CallbackInfo& info) {
     return guarded(info, "backend.fromArray", [&]() -> Napi::Value {
       Napi::Env env = info.Env();
-      if (info.Length() < 1 || !info[0].IsTypedArray())
-        throw Napi::TypeError::New(env, "backend.fromArray: expected a Float32Array, Int32Array or Uint32Array");
-      Napi::TypedArray src = info[0].As<Napi::TypedArray>();
-      DType dtype;
-      switch (src.TypedArrayType()) {
-        case napi_float32_array: dtype = DType::Float32; break;
-        case napi_int32_array: dtype = DType::Int32; break;
-        case napi_uint32_array: dtype = DType::Uint32; break;
-        default: throw Napi::TypeError::New(env, "backend.fromArray: expected a Float32Array, Int32Array or Uint32Array");
-      }
-      std::vector<int64_t> shape;
-      if (info.Length() > 1 && !info[1].IsUndefined()) {
-        shape = parse_shape(env, info[1], "backend.fromArray");
-      } else {
-        shape = {static_cast<int64_t>(src.ElementLength())};
-      }
-      int64_t n = 1;
-      for (int64_t d : shape) n *= d;
-      if (n != static_cast<int64_t>(src.ElementLength()))
-        throw Napi::RangeError::New(env, "backend.fromArray: shape " + shape_string(shape) + " holds " + std::to_string(n) +
-                                             " elements but the array has " + std::to_string(src.ElementLength()));
+      common::HostArray src = common::parse_from_array(info);
       device_->activate("backend.fromArray");
-      Tensor t = allocate(env, dtype, std::move(shape), "backend.fromArray");
+      Tensor t = allocate(env, src.dtype, std::move(src.shape), "backend.fromArray");
       if (t.bytes()) {
         // A fresh buffer that no op can see yet: straight from pinned staging, not subject to failures.
         std::shared_ptr<void> pinned = device_->pinned().acquire(t.bytes(), "backend.fromArray");
-        std::memcpy(pinned.get(), typed_array_bytes(src), t.bytes());
+        std::memcpy(pinned.get(), common::typed_array_bytes(src.array), t.bytes());
         check(cudaMemcpyAsync(t.data<void>(), pinned.get(), t.bytes(), cudaMemcpyHostToDevice, device_->stream()),
               "backend.fromArray", "cudaMemcpyAsync");
         device_->release_after(pinned, "backend.fromArray");
@@ -619,14 +535,7 @@ class CudaBackend : public Napi::ObjectWrap<CudaBackend> {
     return guarded(info, "sync", [&]() -> Napi::Value { return device_->settle(info.Env(), "sync", nullptr); });
   }
 
-  Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("currentBytes", (double)device_->allocator().current_bytes());
-    o.Set("peakBytes", (double)device_->allocator().peak_bytes());
-    o.Set("liveAllocations", (double)device_->allocator().live_allocations());
-    return o;
-  }
+  Napi::Value MemoryStats(const Napi::CallbackInfo& info) { return common::memory_stats(info.Env(), device_->allocator()); }
 
   Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info) {
     device_->allocator().reset_peak();
@@ -706,18 +615,7 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
   return guarded(info, "fill", [&]() -> Napi::Value {
     OpCall call(info, "fill");
     Tensor t = call.tensor(1, "t");
-    if (info.Length() < 3 || !info[2].IsNumber()) call.type_error("value must be a number");
-    double v = info[2].As<Napi::Number>().DoubleValue();
-    uint32_t bits;
-    if (t.dtype == DType::Float32) {
-      float f = static_cast<float>(v);
-      std::memcpy(&bits, &f, 4);
-    } else {
-      double lo = t.dtype == DType::Int32 ? -2147483648.0 : 0.0, hi = t.dtype == DType::Int32 ? 2147483647.0 : 4294967295.0;
-      if (!(v >= lo && v <= hi && v == std::floor(v)))
-        call.range_error(std::string("value must be an integer in the range of ") + dtype_name(t.dtype) + ", got " + std::to_string(v));
-      bits = t.dtype == DType::Int32 ? static_cast<uint32_t>(static_cast<int32_t>(v)) : static_cast<uint32_t>(v);
-    }
+    const uint32_t bits = common::parse_fill_bits(call, 2, t.dtype);
     fill_u32(call.launch(), t.data<uint32_t>(), t.size, bits);
     return info.Env().Undefined();
   });
@@ -739,28 +637,8 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_backend_classes(Napi::Env env, Napi::Object exports, Napi::Object ops) {
-  auto* c = new EnvClasses();
   Napi::Function backend = CudaBackend::Define(env);
-  Napi::Function tensor = CudaTensor::Define(env);
-  c->backend = Napi::Persistent(backend);
-  c->tensor = Napi::Persistent(tensor);
-  {
-    std::lock_guard<std::mutex> lock(g_classes_mu);
-    g_classes[env] = c;
-  }
-  napi_add_env_cleanup_hook(
-      env,
-      [](void* arg) {
-        auto* cls = static_cast<EnvClasses*>(arg);
-        std::lock_guard<std::mutex> lock(g_classes_mu);
-        for (auto it = g_classes.begin(); it != g_classes.end(); ++it)
-          if (it->second == cls) {
-            g_classes.erase(it);
-            break;
-          }
-        delete cls;
-      },
-      c);
+  g_classes.add(env, backend, CudaTensor::Define(env));
   exports.Set("CudaBackend", backend);
   ops.Set("fill", Napi::Function::New(env, Fill, "fill"));
   ops.Set("copy", Napi::Function::New(env, Copy, "copy"));
