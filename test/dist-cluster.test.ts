@@ -11,7 +11,7 @@
  * (merged top-k of S shards = top-k of the unsharded scores) and
  * test/model-shards.test.ts (for a model's shards).
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -72,9 +72,21 @@ async function startCluster(name: string, faults: { worker?: [number, number]; c
   return { nats, coordinator, encoder, workers, runDir };
 }
 
+/** The last lines of every log of a run (the test directory is removed afterwards: a failure must carry them). */
+function logTails(runDir: string, lines = 15): string {
+  const logs = join(runDir, 'logs');
+  if (!existsSync(logs)) return '(no logs)';
+  return readdirSync(logs).sort().map((name) => {
+    const tail = readFileSync(join(logs, name), 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    return `--- ${name}\n${tail}`;
+  }).join('\n');
+}
+
 async function finish(c: Cluster): Promise<void> {
   try {
-    await Promise.race([c.coordinator.finished, wait(60_000).then(() => { throw new Error(`run ${c.runDir} did not finish (logs in ${c.runDir}/logs)`); })]);
+    await Promise.race([c.coordinator.finished, wait(60_000).then(() => {
+      throw new Error(`run ${c.runDir} did not finish in 60 s; the end of each process's log:\n${logTails(c.runDir)}`);
+    })]);
     await Promise.race([Promise.all([c.encoder.finished, ...c.workers.map((w) => w.finished)]), wait(20_000)]);
   } finally {
     for (const p of [c.coordinator, c.encoder, ...c.workers]) await p.stop();
