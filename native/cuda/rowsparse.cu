@@ -128,16 +128,8 @@ __device__ __forceinline__ void store_once(T* p, T v) {
   else *p = v;
 }
 
-// A connection whose source is >= I is recorded and read as source 0 with weight 0.
-__device__ __forceinline__ void check_connection(DeviceStatus* st, const RowSparseDev& rows, int64_t e, uint32_t I,
-                                                 float& w, uint32_t& s) {
-  if (s >= I) {
-    record_failure(st, rows.src_rank, static_cast<unsigned long long>(e));
-    w = 0.0f;
-    s = 0;
-  }
-}
-// Lane's connection e of a 32-wide group: weight and a safe source (weight 0, source 0 past the row's end e1).
+// Lane's connection e of a 32-wide group: weight and a safe source (weight 0, source 0 past the row's end e1;
+// a source >= I is recorded and read as source 0 with weight 0).
 __device__ __forceinline__ void load_connection(DeviceStatus* st, const RowSparseDev& rows, int64_t e, int64_t e1,
                                                 uint32_t I, float& w, uint32_t& s) {
   w = 0.0f;
@@ -145,7 +137,11 @@ __device__ __forceinline__ void load_connection(DeviceStatus* st, const RowSpars
   if (e < e1) {
     w = load_once(rows.weight + e);
     s = load_once(rows.src + e);
-    check_connection(st, rows, e, I, w, s);
+    if (s >= I) {
+      record_failure(st, rows.src_rank, static_cast<unsigned long long>(e));
+      w = 0.0f;
+      s = 0;
+    }
   }
 }
 
